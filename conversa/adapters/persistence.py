@@ -1,0 +1,176 @@
+"""The storage backends: PostgreSQL in production, SQLite as the embedded default."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import psycopg
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.sqlite import SQLiteFactory
+from psycopg import sql
+
+from conversa.adapters.readmodel.postgres import PostgresMessagesView
+from conversa.adapters.readmodel.sqlite import SQLiteMessagesView
+from conversa.app.application import ConversaApp
+from conversa.app.ports import StorageBackend
+
+#: The projection's advisory-lock key (any fixed number; one per schema via the pair form).
+PROJECTION_LOCK_KEY = 0x636F6E76  # "conv"
+
+
+def backend_from_url(url: str) -> StorageBackend:
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresBackend(url)
+    if url.startswith("sqlite:///"):
+        return SQLiteBackend(Path(url.removeprefix("sqlite:///")))
+    msg = f"unsupported database URL scheme: {url.split(':', 1)[0]}"
+    raise ValueError(msg)
+
+
+class PostgresBackend:
+    kind = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 5432
+        self.user = unquote(parts.username or "postgres")
+        self.password = unquote(parts.password or "")
+        self.dbname = unquote(parts.path.lstrip("/")) or "postgres"
+        self.schema = parse_qs(parts.query).get("schema", ["public"])[0]
+
+    def conninfo(self) -> str:
+        return psycopg.conninfo.make_conninfo(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=self.dbname,
+            connect_timeout=10,
+            application_name="conversa",
+        )
+
+    def application_env(self, *, create_tables: bool) -> dict[str, str]:
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "CREATE_TABLE": "y" if create_tables else "n",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_SCHEMA": self.schema,
+            # Inserts take an EXCLUSIVE table lock so that commit order equals notification
+            # order (what followers rely on); never wait for it forever.
+            "POSTGRES_LOCK_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "2",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_PRE_PING": "y",
+            # The function-based insert path skips the table lock and can hide events from
+            # followers under concurrent writes; keep it off.
+            "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        }
+
+    def prepare(self) -> None:
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+
+    def messages_view(self, app: ConversaApp) -> PostgresMessagesView:
+        view = PostgresMessagesView(datastore=cast(PostgresFactory, app.factory).datastore)
+        if app.factory.env_create_table():
+            view.create_table()
+        return view
+
+    @contextlib.contextmanager
+    def projection_lock(self) -> Iterator[bool]:
+        # A session-level advisory lock lives as long as this connection: if the process
+        # dies, PostgreSQL releases it and a standby takes over.
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (PROJECTION_LOCK_KEY, self.schema)
+            ).fetchone()
+            yield bool(row and row[0])
+
+    def event_signal(self) -> PostgresEventSignal:
+        return PostgresEventSignal(self.conninfo(), channel=f"{ConversaApp.name}_events")
+
+
+class PostgresEventSignal:
+    """LISTEN on the channel the event store NOTIFYs on every insert."""
+
+    def __init__(self, conninfo: str, *, channel: str) -> None:
+        self._conn = psycopg.connect(conninfo, autocommit=True)
+        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+    def wait(self, timeout: float) -> None:
+        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            pass
+        # Drain whatever else arrived meanwhile: one wake-up covers them all.
+        for _ in self._conn.notifies(timeout=0.001):
+            pass
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class SQLiteBackend:
+    kind = "sqlite"
+
+    #: How often a follower looks for new events; SQLite cannot notify other processes.
+    POLL_INTERVAL = 0.05
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def application_env(self, *, create_tables: bool) -> dict[str, str]:
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "CREATE_TABLE": "y" if create_tables else "n",
+            "SQLITE_DBNAME": str(self.path),
+            "SQLITE_LOCK_TIMEOUT": "10",
+        }
+
+    def prepare(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def messages_view(self, app: ConversaApp) -> SQLiteMessagesView:
+        view = SQLiteMessagesView(datastore=cast(SQLiteFactory, app.factory).datastore)
+        if app.factory.env_create_table():
+            view.create_table()
+        return view
+
+    @contextlib.contextmanager
+    def projection_lock(self) -> Iterator[bool]:
+        lock_path = self.path.with_name(self.path.name + ".projection.lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def event_signal(self) -> PollingSignal:
+        return PollingSignal(self.POLL_INTERVAL)
+
+
+class PollingSignal:
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(min(timeout, self.interval))
+
+    def close(self) -> None:
+        pass

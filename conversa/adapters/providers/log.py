@@ -1,0 +1,57 @@
+"""The ``log`` driver: writes each message to the log instead of sending it."""
+
+from __future__ import annotations
+
+import logging
+from uuid import uuid4
+
+from conversa.app.ports import DriverResult, OutboundMessage
+from conversa.domain.channel import Channel
+from conversa.domain.content import Body
+
+log = logging.getLogger("conversa.driver.log")
+
+
+class LogDriver:
+    """Serves both channels, always. The number is masked; the text is logged only when
+    bodies may be stored (``CONVERSA_STORE_BODY``)."""
+
+    name = "log"
+
+    def __init__(self, *, log_text: bool) -> None:
+        self.log_text = log_text
+
+    def unavailable_reason(self, channel: Channel) -> str | None:  # noqa: ARG002 - serves all
+        return None
+
+    def send(self, message: OutboundMessage) -> DriverResult:
+        provider_message_id = f"log-{uuid4().hex}"
+        content = message.content
+        if isinstance(content, Body):
+            what = f"body={content.text!r}" if self.log_text else f"body=<{len(content.text)} chars>"
+        else:
+            variables = list(content.variables) if self.log_text else f"<{len(content.variables)}>"
+            what = f"template={content.name!r} variables={variables}"
+        log.info(
+            "send channel=%s to=%s message_id=%s provider_message_id=%s %s",
+            message.channel,
+            message.to.masked(),
+            message.message_id,
+            provider_message_id,
+            what,
+        )
+        return DriverResult(provider_message_id=provider_message_id, response={"driver": "log"})
+
+
+class MissingDriver:
+    """Stands in for a driver this build does not have, so sends are recorded as
+    ``driver_unavailable`` instead of crashing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def unavailable_reason(self, channel: Channel) -> str | None:  # noqa: ARG002
+        return f"the {self.name} driver is not available in this version of Conversa"
+
+    def send(self, message: OutboundMessage) -> DriverResult:
+        raise AssertionError(f"{self.name} cannot send {message.message_id}: it is unavailable")

@@ -1,0 +1,89 @@
+"""The columns of ``conversa_messages``, shared by the PostgreSQL and SQLite views."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from conversa.app.projection import MessageQuery, MessageRow
+
+TABLE = "conversa_messages"
+
+COLUMNS = (
+    "id",
+    "channel",
+    "recipient",
+    "sender",
+    "driver",
+    "status",
+    "body",
+    "template",
+    "provider_message_id",
+    "attempts",
+    "error_code",
+    "error_message",
+    "idempotency_key",
+    "meta",
+    "created_at",
+    "updated_at",
+    "version",
+)
+
+# Every filter of GET /conversa/messages is served by an index ending in the sort order.
+INDEXES = {
+    "conversa_messages_newest_idx": "created_at DESC, id DESC",
+    "conversa_messages_status_idx": "status, created_at DESC, id DESC",
+    "conversa_messages_channel_idx": "channel, created_at DESC, id DESC",
+    "conversa_messages_recipient_idx": "recipient, created_at DESC, id DESC",
+}
+
+
+def row_params(row: MessageRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "channel": row.channel,
+        "recipient": row.to,
+        "sender": row.sender,
+        "driver": row.driver,
+        "status": row.status,
+        "body": row.body,
+        "template": row.template,
+        "provider_message_id": row.provider_message_id,
+        "attempts": row.attempts,
+        "error_code": row.error_code,
+        "error_message": row.error_message,
+        "idempotency_key": row.idempotency_key,
+        "meta": row.meta,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "version": row.version,
+    }
+
+
+def row_from_record(record: Any) -> MessageRow:
+    """A row from a database record whose values are already Python types."""
+    return MessageRow(
+        id=record["id"] if isinstance(record["id"], UUID) else UUID(record["id"]),
+        channel=record["channel"],
+        to=record["recipient"],
+        sender=record["sender"],
+        driver=record["driver"],
+        status=record["status"],
+        body=record["body"],
+        template=record["template"],
+        provider_message_id=record["provider_message_id"],
+        attempts=record["attempts"],
+        error_code=record["error_code"],
+        error_message=record["error_message"],
+        idempotency_key=record["idempotency_key"],
+        meta=record["meta"],
+        created_at=record["created_at"],
+        updated_at=record["updated_at"],
+        version=record["version"],
+    )
+
+
+def query_filters(query: MessageQuery) -> dict[str, str]:
+    """The column filters of a list query, by column name."""
+    filters = {"status": query.status, "channel": query.channel, "recipient": query.to}
+    return {column: value for column, value in filters.items() if value is not None}

@@ -1,0 +1,89 @@
+"""The ports the application uses: provider drivers and the storage backend."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID
+
+from conversa.domain.channel import Channel
+from conversa.domain.content import Content
+from conversa.domain.phone import PhoneNumber
+
+if TYPE_CHECKING:
+    from conversa.app.application import ConversaApp
+    from conversa.app.projection import MessagesView
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """What a driver needs to hand one message to its provider."""
+
+    message_id: UUID
+    channel: Channel
+    to: PhoneNumber
+    sender: str | None
+    content: Content
+
+
+@dataclass(frozen=True, slots=True)
+class DriverError:
+    code: str
+    message: str
+    transient: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DriverResult:
+    provider_message_id: str | None = None
+    response: Mapping[str, Any] | None = None
+    error: DriverError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.provider_message_id is not None
+
+
+class Driver(Protocol):
+    """A provider behind one interface. Implementations live in ``adapters/providers``."""
+
+    @property
+    def name(self) -> str: ...
+
+    def unavailable_reason(self, channel: Channel) -> str | None:
+        """Why this driver cannot serve ``channel`` now (a missing setting), or None."""
+
+    def send(self, message: OutboundMessage) -> DriverResult:
+        """Make one attempt. Provider refusals are results, not exceptions."""
+
+
+class EventSignal(Protocol):
+    """Wakes a follower of the event store when new events may have been recorded."""
+
+    def wait(self, timeout: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StorageBackend(Protocol):
+    """The database chosen by ``CONVERSA_DATABASE_URL``, as the application needs it."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def application_env(self, *, create_tables: bool) -> dict[str, str]:
+        """The eventsourcing environment for :class:`ConversaApp`."""
+
+    def prepare(self) -> None:
+        """Create what must exist before the event store's own tables (a schema)."""
+
+    def messages_view(self, app: ConversaApp) -> MessagesView:
+        """The read model, sharing the application's connection pool."""
+
+    def projection_lock(self) -> AbstractContextManager[bool]:
+        """Try to become the one process that runs the projection; yields whether it did."""
+
+    def event_signal(self) -> EventSignal:
+        """A wake-up for the projection when events are recorded, from any process."""

@@ -1,0 +1,147 @@
+"""The ``conversa_messages`` read model: its rows, how events change them, and its port."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import Tracking, TrackingRecorder
+
+from conversa.domain.content import Body, Template
+from conversa.domain.message import Message
+from conversa.domain.status import Status
+
+
+class ProjectionOutOfSequence(Exception):
+    """An event arrived that does not follow the row's last applied version.
+
+    The projection checks this on every event, so an event applied twice or skipped
+    stops it loudly instead of leaving a wrong row behind.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    id: UUID
+    channel: str
+    to: str
+    sender: str | None
+    driver: str
+    status: str
+    body: str | None
+    template: dict[str, Any] | None
+    provider_message_id: str | None
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    idempotency_key: str | None
+    meta: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    status: str | None = None
+    channel: str | None = None
+    to: str | None = None
+    page: int = 1
+    per_page: int = 25
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    rows: list[MessageRow]
+    total: int
+
+
+def apply_event(row: MessageRow | None, event: DomainEventProtocol[UUID]) -> MessageRow:
+    """The row after ``event``, given the row before it (None before ``Queued``)."""
+    if isinstance(event, Message.Queued):
+        if row is not None:
+            raise ProjectionOutOfSequence(f"message {event.originator_id} queued twice")
+        body = event.content.text if isinstance(event.content, Body) else None
+        template = (
+            {"name": event.content.name, "variables": list(event.content.variables)}
+            if isinstance(event.content, Template)
+            else None
+        )
+        return MessageRow(
+            id=event.originator_id,
+            channel=event.channel,
+            to=event.to.e164,
+            sender=event.sender,
+            driver=event.driver,
+            status=Status.QUEUED.value,
+            body=body,
+            template=template,
+            provider_message_id=None,
+            attempts=0,
+            error_code=None,
+            error_message=None,
+            idempotency_key=event.idempotency_key,
+            meta=event.meta,
+            created_at=event.timestamp,
+            updated_at=event.timestamp,
+            version=event.originator_version,
+        )
+    if row is None or event.originator_version != row.version + 1:
+        have = "nothing" if row is None else f"version {row.version}"
+        raise ProjectionOutOfSequence(
+            f"message {event.originator_id}: event version {event.originator_version} after {have}"
+        )
+    row = replace(row, version=event.originator_version, updated_at=event.timestamp)
+    if isinstance(event, Message.Sent):
+        return replace(
+            row,
+            provider_message_id=event.provider_message_id or row.provider_message_id,
+            attempts=row.attempts + (event.source == "driver"),
+            status=Status(row.status).join(Status.SENT).value,
+        )
+    if isinstance(event, Message.Delivered):
+        return replace(row, status=Status(row.status).join(Status.DELIVERED).value)
+    if isinstance(event, Message.Read):
+        return replace(row, status=Status(row.status).join(Status.READ).value)
+    if isinstance(event, Message.Failed):
+        return replace(
+            row,
+            attempts=row.attempts + (event.source == "driver"),
+            error_code=event.code,
+            error_message=event.message,
+            status=Status(row.status).join(Status(event.status)).value,
+        )
+    return row
+
+
+class MessagesView(TrackingRecorder):
+    """The read model's storage. Every write records its tracking position in the same
+    transaction, so a crash can neither apply an event twice nor skip one."""
+
+    @abstractmethod
+    def load(self, ids: Collection[UUID]) -> dict[UUID, MessageRow]:
+        """The current rows of these messages (those that exist)."""
+
+    @abstractmethod
+    def store(self, rows: Sequence[MessageRow], tracking: Tracking) -> None:
+        """Upsert ``rows`` and move the position to ``tracking``, atomically."""
+
+    @abstractmethod
+    def reset(self, application_name: str) -> None:
+        """Empty the table and forget the position, atomically."""
+
+    @abstractmethod
+    def get(self, message_id: UUID) -> MessageRow | None: ...
+
+    @abstractmethod
+    def query(self, query: MessageQuery) -> MessagePage:
+        """Rows matching the filters, newest first, one page of them, and the total."""
+
+    @abstractmethod
+    def all_rows(self) -> list[MessageRow]:
+        """Every row, ordered by id (for comparisons and exports)."""

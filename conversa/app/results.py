@@ -1,0 +1,142 @@
+"""Plain data the application hands back to its callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from conversa.app.projection import MessageRow
+from conversa.domain.content import Body, Template
+from conversa.domain.message import Message
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageState:
+    """One message as the API shows it (from the aggregate, or from a read-model row)."""
+
+    id: UUID
+    channel: str
+    to: str
+    sender: str | None
+    driver: str
+    status: str
+    body: str | None
+    template: dict[str, Any] | None
+    provider_message_id: str | None
+    attempts: int
+    error: dict[str, str] | None
+    idempotency_key: str | None
+    meta: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, message: Message) -> MessageState:
+        content = message.content
+        return cls(
+            id=message.id,
+            channel=message.channel.value,
+            to=message.to.e164,
+            sender=message.sender,
+            driver=message.driver,
+            status=message.status.value,
+            body=content.text if isinstance(content, Body) else None,
+            template=(
+                {"name": content.name, "variables": list(content.variables)}
+                if isinstance(content, Template)
+                else None
+            ),
+            provider_message_id=message.provider_message_id,
+            attempts=message.attempts,
+            error=message.error,
+            idempotency_key=message.idempotency_key,
+            meta=message.meta,
+            created_at=message.created_on,
+            updated_at=message.modified_on,
+        )
+
+    @classmethod
+    def of_row(cls, row: MessageRow) -> MessageState:
+        error = (
+            {"code": row.error_code, "message": row.error_message or ""} if row.error_code else None
+        )
+        return cls(
+            id=row.id,
+            channel=row.channel,
+            to=row.to,
+            sender=row.sender,
+            driver=row.driver,
+            status=row.status,
+            body=row.body,
+            template=row.template,
+            provider_message_id=row.provider_message_id,
+            attempts=row.attempts,
+            error=error,
+            idempotency_key=row.idempotency_key,
+            meta=row.meta,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The message resource of the contract (body or template only when stored)."""
+        resource: dict[str, Any] = {
+            "id": str(self.id),
+            "channel": self.channel,
+            "to": self.to,
+            "from": self.sender,
+            "driver": self.driver,
+            "status": self.status,
+        }
+        if self.body is not None:
+            resource["body"] = self.body
+        if self.template is not None:
+            resource["template"] = self.template
+        resource.update(
+            provider_message_id=self.provider_message_id,
+            attempts=self.attempts,
+            error=self.error,
+            idempotency_key=self.idempotency_key,
+            meta=self.meta,
+            created_at=rfc3339(self.created_at),
+            updated_at=rfc3339(self.updated_at),
+        )
+        return resource
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The outcome of :meth:`ConversaService.send`.
+
+    ``ok`` is true when the provider has accepted the message (now or, for a replayed
+    idempotent send, earlier); a replay of a send still in flight is not ``ok`` yet and
+    has no ``error`` either: its ``status`` is ``queued``. ``replayed`` is true when the idempotency key had
+    already been used for this same request and nothing new was sent.
+    """
+
+    ok: bool
+    message_id: UUID
+    status: str
+    provider_message_id: str | None
+    error: dict[str, str] | None
+    replayed: bool
+    message: MessageState
+
+    @classmethod
+    def of(cls, message: Message, *, replayed: bool) -> SendResult:
+        state = MessageState.of(message)
+        return cls(
+            ok=state.status in ("sent", "delivered", "read"),
+            message_id=state.id,
+            status=state.status,
+            provider_message_id=state.provider_message_id,
+            error=state.error,
+            replayed=replayed,
+            message=state,
+        )

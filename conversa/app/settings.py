@@ -1,0 +1,120 @@
+"""Configuration from the ``CONVERSA_*`` environment (and a ``.env`` file)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PREFIX = "CONVERSA_"
+_RATE = re.compile(r"^\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?\s*$")
+
+
+class SettingsError(Exception):
+    """A configuration value is unusable; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: str = "sqlite:///conversa.sqlite3"
+    sms_driver: Literal["twilio", "log"] = "log"
+    whatsapp_driver: Literal["whatsapp_cloud", "twilio", "log"] = "log"
+    log_messages: bool = True
+    max_retries: int = Field(default=3, ge=0, le=20)
+    store_body: bool = True
+    redact_provider_response: bool = True
+    webhook_base_url: str | None = None
+    rate_limit: str = "120/minute"
+    templates_file: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    twilio_sid: str | None = None
+    twilio_token: SecretStr | None = None
+    twilio_sms_from: str | None = None
+    twilio_whatsapp_from: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+
+    whatsapp_phone_id: str | None = None
+    whatsapp_token: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_api_base: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            msg = "must look like postgresql://user:pass@host:port/db or sqlite:///path"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("webhook_base_url", "twilio_api_base", "whatsapp_api_base")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/\s]+", value):
+            msg = "must be an http:// or https:// URL"
+            raise ValueError(msg)
+        return value.rstrip("/")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if not _RATE.match(value):
+            msg = "must look like 120/minute (a count per second, minute, hour or day)"
+            raise ValueError(msg)
+        return value.strip()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from the process environment and ``.env``, or only from ``environ``.
+
+        Raises :class:`SettingsError` with one line per bad variable.
+        """
+        try:
+            if environ is None:
+                return cls()
+            values = {
+                key[len(PREFIX) :].lower(): value
+                for key, value in environ.items()
+                if key.startswith(PREFIX) and value != ""
+            }
+            return _GivenMappingOnly(**values)
+        except ValidationError as error:
+            lines = []
+            for problem in error.errors():
+                variable = PREFIX + "_".join(str(part) for part in problem["loc"][:1]).upper()
+                lines.append(f"{variable}: {_describe(problem['msg'])}")
+            raise SettingsError("; ".join(lines)) from None
+
+
+class _GivenMappingOnly(Settings):
+    """Settings read from an explicit mapping alone: no process environment, no ``.env``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def _describe(message: str) -> str:
+    return message.removeprefix("Value error, ")

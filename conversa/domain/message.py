@@ -1,0 +1,165 @@
+"""The Message aggregate: one outbound message and everything that happened to it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from conversa.domain.channel import Channel
+from conversa.domain.content import Content
+from conversa.domain.phone import PhoneNumber
+from conversa.domain.status import Status
+
+IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "https://conversa.dev/idempotency")
+
+
+def message_id_for(scope: str, idempotency_key: str | None) -> UUID:
+    """A fresh id, or the one id a given idempotency key always maps to within its scope.
+
+    The event store refuses a second ``Queued`` for the same id, which makes an
+    idempotent send atomic and permanent without any cache.
+    """
+    if idempotency_key is None:
+        return uuid4()
+    return uuid5(IDEMPOTENCY_NAMESPACE, f"{scope}\x00{idempotency_key}")
+
+
+class Message(Aggregate):
+    # Enum-valued fields are stored as their string values (the JSON transcoder writes
+    # str subclasses as plain strings) and turned back into enums by the mutators.
+    class Queued(Aggregate.Created):
+        channel: str
+        to: PhoneNumber
+        sender: str | None
+        content: Content | None
+        driver: str
+        meta: dict[str, Any]
+        idempotency_key: str | None
+        fingerprint: str
+
+    class Sent(Aggregate.Event):
+        provider_message_id: str
+        response: dict[str, Any] | None
+        source: str
+
+    class Delivered(Aggregate.Event):
+        source: str
+
+    class Read(Aggregate.Event):
+        source: str
+
+    class Failed(Aggregate.Event):
+        code: str
+        message: str
+        permanent: bool
+        status: str
+        source: str
+
+    @event(Queued)
+    def __init__(
+        self,
+        *,
+        id: UUID,  # noqa: A002 - the library's name for a given aggregate id
+        channel: str,
+        to: PhoneNumber,
+        sender: str | None,
+        content: Content | None,
+        driver: str,
+        meta: dict[str, Any],
+        idempotency_key: str | None,
+        fingerprint: str,
+    ) -> None:
+        self.channel = Channel(channel)
+        self.to = to
+        self.sender = sender
+        self.content = content
+        self.driver = driver
+        self.meta = meta
+        self.idempotency_key = idempotency_key
+        self.fingerprint = fingerprint
+        self.status = Status.QUEUED
+        self.provider_message_id: str | None = None
+        self.provider_response: dict[str, Any] | None = None
+        self.attempts = 0
+        self.error: dict[str, str] | None = None
+
+    # Commands. Each decides whether anything happened, then records it.
+
+    def record_accepted(self, provider_message_id: str, response: Mapping[str, Any] | None) -> None:
+        """The driver handed the message to its provider (one attempt, succeeded)."""
+        self._sent(provider_message_id, dict(response) if response else None, "driver")
+
+    def record_attempt_failed(self, code: str, message: str, *, source: str = "driver") -> None:
+        """An attempt ended in a permanent error: the message will never be sent."""
+        self._failed(code, message, True, Status.FAILED.value, source)
+
+    def record_report(
+        self,
+        status: Status,
+        *,
+        provider_message_id: str | None = None,
+        error_code: str | None = None,
+        error_message: str | None = None,
+        source: str = "provider_report",
+    ) -> bool:
+        """Apply a provider's status report; record it only when it moves the status forward.
+
+        Returns whether anything was recorded. Reports may come in any order, be repeated,
+        or arrive before the driver's own acceptance is recorded: the status is the join of
+        all of them, so none of that changes the outcome.
+        """
+        if self.status.join(status) == self.status:
+            return False
+        if status is Status.SENT:
+            self._sent(provider_message_id or self.provider_message_id or "", None, source)
+        elif status is Status.DELIVERED:
+            self._delivered(source)
+        elif status is Status.READ:
+            self._read(source)
+        elif status.is_final:
+            self._failed(
+                error_code or status.value,
+                error_message or f"the provider reported the message {status.value}",
+                True,
+                status.value,
+                source,
+            )
+        else:
+            return False
+        return True
+
+    # Mutators: run when an event is recorded and again on every replay, so they only
+    # assign what the event says.
+
+    @event(Sent)
+    def _sent(self, provider_message_id: str, response: dict[str, Any] | None, source: str) -> None:
+        if provider_message_id:
+            self.provider_message_id = provider_message_id
+        if response is not None:
+            self.provider_response = response
+        if source == "driver":
+            self.attempts += 1
+        self.status = self.status.join(Status.SENT)
+
+    @event(Delivered)
+    def _delivered(self, source: str) -> None:  # noqa: ARG002 - recorded in the event
+        self.status = self.status.join(Status.DELIVERED)
+
+    @event(Read)
+    def _read(self, source: str) -> None:  # noqa: ARG002 - recorded in the event
+        self.status = self.status.join(Status.READ)
+
+    @event(Failed)
+    def _failed(self, code: str, message: str, permanent: bool, status: str, source: str) -> None:  # noqa: ARG002
+        if source == "driver":
+            self.attempts += 1
+        self.error = {"code": code, "message": message}
+        self.status = self.status.join(Status(status))
+
+    @property
+    def updated_at(self) -> datetime:
+        return self.modified_on
