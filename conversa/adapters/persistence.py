@@ -12,6 +12,7 @@ from typing import cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
+from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresFactory
 from eventsourcing.sqlite import SQLiteFactory
 from psycopg import sql
@@ -93,14 +94,25 @@ class PostgresBackend:
     def projection_lock(self) -> Iterator[bool]:
         # A session-level advisory lock lives as long as this connection: if the process
         # dies, PostgreSQL releases it and a standby takes over.
-        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+        with _translated_errors(), psycopg.connect(self.conninfo(), autocommit=True) as conn:
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (PROJECTION_LOCK_KEY, self.schema)
             ).fetchone()
             yield bool(row and row[0])
 
     def event_signal(self) -> PostgresEventSignal:
-        return PostgresEventSignal(self.conninfo(), channel=f"{ConversaApp.name}_events")
+        with _translated_errors():
+            return PostgresEventSignal(self.conninfo(), channel=f"{ConversaApp.name}_events")
+
+
+@contextlib.contextmanager
+def _translated_errors() -> Iterator[None]:
+    """Raise the event store's own OperationalError for connection trouble, as the
+    library does, so that the application handles one kind of outage."""
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        raise OperationalError(str(error)) from error
 
 
 class PostgresEventSignal:
@@ -111,11 +123,12 @@ class PostgresEventSignal:
         self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
     def wait(self, timeout: float) -> None:
-        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-            pass
-        # Drain whatever else arrived meanwhile: one wake-up covers them all.
-        for _ in self._conn.notifies(timeout=0.001):
-            pass
+        with _translated_errors():
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                pass
+            # Drain whatever else arrived meanwhile: one wake-up covers them all.
+            for _ in self._conn.notifies(timeout=0.001):
+                pass
 
     def close(self) -> None:
         self._conn.close()

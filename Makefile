@@ -1,0 +1,53 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test test-unit test-integration test-e2e lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install  ## migrate the embedded SQLite store and serve the API on 127.0.0.1:8000
+	$(BIN)/conversa migrate
+	$(BIN)/conversa serve --host $(HOST) --port $(PORT)
+
+test: install  ## the whole suite, against real PostgreSQL and SQLite
+	scripts/ensure-postgres
+	$(BIN)/pytest
+
+test-unit: install
+	$(BIN)/pytest tests/unit
+
+test-integration: install
+	scripts/ensure-postgres
+	$(BIN)/pytest tests/integration
+
+test-e2e: install
+	scripts/ensure-postgres
+	$(BIN)/pytest tests/e2e
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	scripts/ensure-postgres
+	$(BIN)/python -m bench.send
+	$(BIN)/python -m bench.rebuild
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

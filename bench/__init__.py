@@ -1,0 +1,1 @@
+"""Benchmarks of Conversa's send path and read-model rebuild (see README.md)."""

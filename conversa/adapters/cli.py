@@ -1,0 +1,203 @@
+"""The ``conversa`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from conversa.app.bootstrap import SchemaMissing, bootstrap, migrate
+from conversa.app.service import ConversaService
+from conversa.app.settings import Settings, SettingsError
+from conversa.app.worker import Worker
+from conversa.domain.errors import ConversaError, InvalidRequest
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"conversa: {message}", err=True)
+    sys.exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings.from_environ()
+    except SettingsError as error:
+        fail(f"configuration error: {error}", 2)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    return settings
+
+
+@contextmanager
+def opened_service(settings: Settings) -> Iterator[ConversaService]:
+    try:
+        service = bootstrap(settings)
+    except SchemaMissing as error:
+        fail(str(error))
+    with service:
+        yield service
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM, so that loops end at a safe point."""
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        logging.getLogger("conversa").info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@click.group()
+def main() -> None:
+    """Conversa: SMS and WhatsApp delivery with an exact record of every message."""
+
+
+@main.command(name="migrate")
+def migrate_command() -> None:
+    """Create or upgrade every table (safe to run again)."""
+    settings = load_settings()
+    migrate(settings)
+    click.echo("database is up to date")
+
+
+@main.command()
+@click.option("--channel", required=True, type=click.Choice(["sms", "whatsapp"]))
+@click.option("--to", "to", required=True, help="Recipient, E.164 (+15551234567).")
+@click.option("--body", help="Free text.")
+@click.option("--template", help="Template name (see CONVERSA_TEMPLATES_FILE).")
+@click.option("--var", "variables", multiple=True, help="Template variable; repeat in order.")
+@click.option("--idempotency-key", help="Repeat-safe key: the same key sends once.")
+@click.option("--from", "sender", help="Sender, when the driver lets you choose.")
+@click.option("--meta", help="JSON object stored with the message.")
+def send(
+    channel: str,
+    to: str,
+    body: str | None,
+    template: str | None,
+    variables: tuple[str, ...],
+    idempotency_key: str | None,
+    sender: str | None,
+    meta: str | None,
+) -> None:
+    """Send one message and print it as JSON."""
+    settings = load_settings()
+    payload: dict[str, Any] = {"body": body}
+    if template is not None:
+        payload = {"body": body, "template": {"name": template, "variables": list(variables)}}
+    opts: dict[str, Any] = {"idempotency_key": idempotency_key, "from": sender}
+    if meta is not None:
+        try:
+            opts["meta"] = json.loads(meta)
+        except json.JSONDecodeError:
+            fail("--meta must be a JSON object", 2)
+    with opened_service(settings) as service:
+        try:
+            result = service.send(channel, to, payload, opts)
+        except InvalidRequest as error:
+            fail(f"{error.field}: {error.message}", 2)
+        except ConversaError as error:
+            fail(f"{error.code}: {error.message}", 2)
+    click.echo(json.dumps(result.message.as_dict(), indent=2))
+    if not result.ok:
+        sys.exit(1)
+
+
+@main.command()
+def worker() -> None:
+    """Run the background work (the message log projection) until stopped."""
+    settings = load_settings()
+    with opened_service(settings) as service, stop_on_signals() as stop:
+        Worker(service).run(stop)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--no-worker", is_flag=True, help="Do not run the worker loop in this server.")
+def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
+    """Serve the HTTP API (and, unless --no-worker, the worker loop)."""
+    import uvicorn
+
+    from conversa.adapters.http.app import RUN_WORKER_VARIABLE
+
+    settings = load_settings()
+    with opened_service(settings):
+        pass  # fail fast, before forking, on a database that is missing or unmigrated
+    os.environ[RUN_WORKER_VARIABLE] = "false" if no_worker else "true"
+    uvicorn.run(
+        "conversa.adapters.http.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=20,
+    )
+
+
+@main.group()
+def projection() -> None:
+    """The conversa_messages read model."""
+
+
+@projection.command()
+@click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1, 100_000))
+def rebuild(batch_size: int) -> None:
+    """Empty conversa_messages and replay every event into it."""
+    settings = load_settings()
+    with opened_service(settings) as service, service.backend.projection_lock() as acquired:
+        if not acquired:
+            fail("another process is running the projection (a worker or a server); stop it first")
+        projector = service.projector(batch_size=batch_size)
+        head = projector.status().head
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("rebuilding conversa_messages"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            transient=False,
+        ) as progress:
+            task = progress.add_task("events", total=head)
+            applied = projector.rebuild(
+                on_progress=lambda _n: progress.update(task, completed=projector.status().position)
+            )
+            progress.update(task, completed=head)
+        elapsed = time.perf_counter() - started
+        rate = applied / elapsed if elapsed > 0 else 0.0
+        click.echo(f"rebuilt from {applied} events in {elapsed:.1f} s ({rate:,.0f} events/s)")
+
+
+@projection.command(name="status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def projection_status(as_json: bool) -> None:
+    """Position, event-store head and lag of the projection."""
+    settings = load_settings()
+    with opened_service(settings) as service:
+        status = service.projector().status()
+    if as_json:
+        click.echo(json.dumps({"position": status.position, "head": status.head, "lag": status.lag}))
+    else:
+        click.echo(f"position {status.position}\nhead     {status.head}\nlag      {status.lag}")
