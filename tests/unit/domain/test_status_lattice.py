@@ -87,7 +87,9 @@ def test_final_status_is_the_join_whatever_the_order(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    pair=reports_strategy.flatmap(lambda reports: st.tuples(st.just(reports), st.permutations(reports)))
+    pair=reports_strategy.flatmap(
+        lambda reports: st.tuples(st.just(reports), st.permutations(reports))
+    )
 )
 def test_any_permutation_gives_the_same_status(pair: tuple[list[Status], list[Status]]) -> None:
     reports, permuted = pair

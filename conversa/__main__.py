@@ -1,0 +1,3 @@
+from conversa.adapters.cli import main
+
+main()

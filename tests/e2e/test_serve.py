@@ -1,0 +1,73 @@
+"""``conversa serve`` as a real process: health, the in-process worker, clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conversa.app.bootstrap import bootstrap, migrate
+from conversa.app.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(backend_url: str, settings: Settings, tmp_path: Path) -> Iterator[str]:
+    migrate(settings)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSA_")}
+    env["CONVERSA_DATABASE_URL"] = backend_url
+    process = subprocess.Popen(
+        [sys.executable, "-m", "conversa", "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(f"{base}/conversa/health", timeout=1)
+            break
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(process.communicate()[0]) from None
+            time.sleep(0.1)
+    yield base
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "Application shutdown complete" in output, output
+    assert "Traceback" not in output, output
+
+
+def test_the_server_answers_health_and_projects_what_is_sent(
+    server: str, settings: Settings
+) -> None:
+    assert httpx.get(f"{server}/conversa/health").json() == {"status": "ok"}
+
+    with bootstrap(settings) as service:
+        sent = service.send("sms", "+15551234567", {"body": "from outside the server"})
+        deadline = time.monotonic() + 5
+        while (row := service.view.get(sent.message_id)) is None:
+            assert time.monotonic() < deadline, "the server's worker did not project the message"
+            time.sleep(0.02)
+        assert row.status == "sent"

@@ -1,0 +1,86 @@
+"""The ``conversa`` command line, run as a real process against both stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def conversa(
+    *args: str, url: str, cwd: Path, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSA_")}
+    env.update({"CONVERSA_DATABASE_URL": url, **(extra or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "conversa", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_migrate_send_and_inspect_the_projection(backend_url: str, tmp_path: Path) -> None:
+    unmigrated = conversa("projection", "status", url=backend_url, cwd=tmp_path)
+    assert unmigrated.returncode == 1
+    assert "conversa migrate" in unmigrated.stderr
+
+    for _ in range(2):  # migrating twice is safe
+        migrated = conversa("migrate", url=backend_url, cwd=tmp_path)
+        assert migrated.returncode == 0, migrated.stderr
+
+    sent = conversa(
+        "send", "--channel", "sms", "--to", "+15551234567", "--body", "hello", url=backend_url, cwd=tmp_path
+    )
+    assert sent.returncode == 0, sent.stderr
+    message = json.loads(sent.stdout)
+    assert (message["status"], message["to"], message["body"]) == ("sent", "+15551234567", "hello")
+    assert "+15551234567" not in sent.stderr  # the log line masks the number
+
+    status = conversa("projection", "status", "--json", url=backend_url, cwd=tmp_path)
+    assert json.loads(status.stdout) == {"position": 0, "head": 2, "lag": 2}
+
+    rebuilt = conversa("projection", "rebuild", url=backend_url, cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "rebuilt from 2 events" in rebuilt.stdout and "events/s" in rebuilt.stdout
+    status = conversa("projection", "status", "--json", url=backend_url, cwd=tmp_path)
+    assert json.loads(status.stdout) == {"position": 2, "head": 2, "lag": 0}
+
+
+def test_bad_input_is_refused_with_the_field_named(backend_url: str, tmp_path: Path) -> None:
+    assert conversa("migrate", url=backend_url, cwd=tmp_path).returncode == 0
+    refused = conversa(
+        "send", "--channel", "sms", "--to", "+1 555", "--body", "x", url=backend_url, cwd=tmp_path
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith("conversa: to:")
+    status = conversa("projection", "status", "--json", url=backend_url, cwd=tmp_path)
+    assert json.loads(status.stdout)["head"] == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CONVERSA_SMS_DRIVER", "carrier-pigeon"),
+        ("CONVERSA_MAX_RETRIES", "many"),
+        ("CONVERSA_DATABASE_URL", "mysql://localhost/x"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_one_line_naming_it(
+    variable: str, value: str, tmp_path: Path
+) -> None:
+    result = conversa(
+        "migrate", url=f"sqlite:///{tmp_path / 'x.sqlite3'}", cwd=tmp_path, extra={variable: value}
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert variable in lines[0]
+    assert not (tmp_path / "x.sqlite3").exists()
