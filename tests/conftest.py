@@ -57,7 +57,10 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 
 
 def make_settings(url: str, **overrides: str) -> Settings:
-    environ = {"CONVERSA_DATABASE_URL": url, **{f"CONVERSA_{k.upper()}": v for k, v in overrides.items()}}
+    environ = {
+        "CONVERSA_DATABASE_URL": url,
+        **{f"CONVERSA_{k.upper()}": v for k, v in overrides.items()},
+    }
     return Settings.from_environ(environ)
 
 

@@ -198,6 +198,8 @@ def projection_status(as_json: bool) -> None:
     with opened_service(settings) as service:
         status = service.projector().status()
     if as_json:
-        click.echo(json.dumps({"position": status.position, "head": status.head, "lag": status.lag}))
+        click.echo(
+            json.dumps({"position": status.position, "head": status.head, "lag": status.lag})
+        )
     else:
         click.echo(f"position {status.position}\nhead     {status.head}\nlag      {status.lag}")

@@ -82,11 +82,14 @@ class PostgresBackend:
 
     def prepare(self) -> None:
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+            )
 
     def messages_view(self, app: ConversaApp) -> PostgresMessagesView:
-        view = PostgresMessagesView(datastore=cast(PostgresFactory, app.factory).datastore)
-        if app.factory.env_create_table():
+        factory = cast(PostgresFactory, app.factory)
+        view = PostgresMessagesView(datastore=factory.datastore)
+        if factory.env_create_table():
             view.create_table()
         return view
 
@@ -155,8 +158,9 @@ class SQLiteBackend:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def messages_view(self, app: ConversaApp) -> SQLiteMessagesView:
-        view = SQLiteMessagesView(datastore=cast(SQLiteFactory, app.factory).datastore)
-        if app.factory.env_create_table():
+        factory = cast(SQLiteFactory, app.factory)
+        view = SQLiteMessagesView(datastore=factory.datastore)
+        if factory.env_create_table():
             view.create_table()
         return view
 

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from conversa.domain.content import Body, Template
@@ -61,8 +60,10 @@ class MessagePage:
     total: int
 
 
-def apply_event(row: MessageRow | None, event: DomainEventProtocol[UUID]) -> MessageRow:
+def apply_event(row: MessageRow | None, event: object) -> MessageRow:
     """The row after ``event``, given the row before it (None before ``Queued``)."""
+    if not isinstance(event, Message.Event):
+        raise TypeError(f"not an event of a message: {type(event).__qualname__}")
     if isinstance(event, Message.Queued):
         if row is not None:
             raise ProjectionOutOfSequence(f"message {event.originator_id} queued twice")
@@ -102,19 +103,19 @@ def apply_event(row: MessageRow | None, event: DomainEventProtocol[UUID]) -> Mes
             row,
             provider_message_id=event.provider_message_id or row.provider_message_id,
             attempts=row.attempts + (event.source == "driver"),
-            status=Status(row.status).join(Status.SENT).value,
+            status=Status(row.status).merge(Status.SENT).value,
         )
     if isinstance(event, Message.Delivered):
-        return replace(row, status=Status(row.status).join(Status.DELIVERED).value)
+        return replace(row, status=Status(row.status).merge(Status.DELIVERED).value)
     if isinstance(event, Message.Read):
-        return replace(row, status=Status(row.status).join(Status.READ).value)
+        return replace(row, status=Status(row.status).merge(Status.READ).value)
     if isinstance(event, Message.Failed):
         return replace(
             row,
             attempts=row.attempts + (event.source == "driver"),
             error_code=event.code,
             error_message=event.message,
-            status=Status(row.status).join(Status(event.status)).value,
+            status=Status(row.status).merge(Status(event.status)).value,
         )
     return row
 

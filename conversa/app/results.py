@@ -116,8 +116,8 @@ class SendResult:
 
     ``ok`` is true when the provider has accepted the message (now or, for a replayed
     idempotent send, earlier); a replay of a send still in flight is not ``ok`` yet and
-    has no ``error`` either: its ``status`` is ``queued``. ``replayed`` is true when the idempotency key had
-    already been used for this same request and nothing new was sent.
+    has no ``error`` either: its ``status`` is ``queued``. ``replayed`` is true when the
+    idempotency key had already been used for this same request and nothing new was sent.
     """
 
     ok: bool

@@ -124,7 +124,9 @@ class ConversaService:
     def _dispatch(self, message: Message, driver: Driver, content: Content) -> Message:
         reason = driver.unavailable_reason(message.channel)
         if reason is not None:
-            log.warning("driver_unavailable message_id=%s driver=%s: %s", message.id, driver.name, reason)
+            log.warning(
+                "driver_unavailable message_id=%s driver=%s: %s", message.id, driver.name, reason
+            )
             return self._record(
                 message.id,
                 lambda m: m.record_attempt_failed(
@@ -170,7 +172,7 @@ class ConversaService:
 
     def _get(self, message_id: UUID) -> Message:
         try:
-            message = self.app.repository.get(message_id)
+            message: object = self.app.repository.get(message_id)
         except AggregateNotFoundError:
             raise MessageNotFound(message_id) from None
         if not isinstance(message, Message):
@@ -213,7 +215,9 @@ def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(opts) - SEND_OPTIONS
     if unknown:
         field = sorted(unknown)[0]
-        raise InvalidRequest(field, f"unknown option {field}; known: {', '.join(sorted(SEND_OPTIONS))}")
+        raise InvalidRequest(
+            field, f"unknown option {field}; known: {', '.join(sorted(SEND_OPTIONS))}"
+        )
     options = {k: v for k, v in opts.items() if v is not None}
     key = options.get("idempotency_key")
     if key is not None and (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read settings from the process environment and ``.env``, or only from ``environ``.
 
-        Raises :class:`SettingsError` with one line per bad variable.
+        Raises :class:`SettingsError`: one line naming each bad variable.
         """
         try:
             if environ is None:
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
                 for key, value in environ.items()
                 if key.startswith(PREFIX) and value != ""
             }
-            return _GivenMappingOnly(**values)
+            return _GivenMappingOnly(**cast(dict[str, Any], values))
         except ValidationError as error:
             lines = []
             for problem in error.errors():
@@ -107,11 +107,11 @@ class _GivenMappingOnly(Settings):
     @classmethod
     def settings_customise_sources(
         cls,
-        settings_cls: type[BaseSettings],
+        settings_cls: type[BaseSettings],  # noqa: ARG003 - pydantic-settings' signature
         init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
 

@@ -54,6 +54,8 @@ class Worker:
                 stop.wait(ERROR_BACKOFF)
 
     def start(self, stop: threading.Event) -> threading.Thread:
-        thread = threading.Thread(target=self.run, args=(stop,), name="conversa-worker", daemon=True)
+        thread = threading.Thread(
+            target=self.run, args=(stop,), name="conversa-worker", daemon=True
+        )
         thread.start()
         return thread

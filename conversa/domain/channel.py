@@ -11,11 +11,10 @@ class Channel(StrEnum):
 
     @classmethod
     def parse(cls, value: object) -> Channel:
-        try:
+        if isinstance(value, str) and value in cls._value2member_map_:
             return cls(value)
-        except ValueError:
-            choices = ", ".join(c.value for c in cls)
-            raise UnknownChannel("channel", f"channel must be one of {choices}") from None
+        choices = ", ".join(c.value for c in cls)
+        raise UnknownChannel("channel", f"channel must be one of {choices}")
 
     @property
     def max_body_length(self) -> int:

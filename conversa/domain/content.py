@@ -74,5 +74,7 @@ def _parse_template(raw: object) -> Template:
         )
     unknown = set(raw) - {"name", "variables"}
     if unknown:
-        raise InvalidContent("template", f"template has unknown fields: {', '.join(sorted(unknown))}")
+        raise InvalidContent(
+            "template", f"template has unknown fields: {', '.join(sorted(unknown))}"
+        )
     return Template(name, tuple(variables))

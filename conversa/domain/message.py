@@ -63,7 +63,7 @@ class Message(Aggregate):
     def __init__(
         self,
         *,
-        id: UUID,  # noqa: A002 - the library's name for a given aggregate id
+        id: UUID,  # noqa: ARG002 - taken by the library as the new aggregate's id
         channel: str,
         to: PhoneNumber,
         sender: str | None,
@@ -112,7 +112,7 @@ class Message(Aggregate):
         or arrive before the driver's own acceptance is recorded: the status is the join of
         all of them, so none of that changes the outcome.
         """
-        if self.status.join(status) == self.status:
+        if self.status.merge(status) == self.status:
             return False
         if status is Status.SENT:
             self._sent(provider_message_id or self.provider_message_id or "", None, source)
@@ -143,22 +143,22 @@ class Message(Aggregate):
             self.provider_response = response
         if source == "driver":
             self.attempts += 1
-        self.status = self.status.join(Status.SENT)
+        self.status = self.status.merge(Status.SENT)
 
     @event(Delivered)
     def _delivered(self, source: str) -> None:  # noqa: ARG002 - recorded in the event
-        self.status = self.status.join(Status.DELIVERED)
+        self.status = self.status.merge(Status.DELIVERED)
 
     @event(Read)
     def _read(self, source: str) -> None:  # noqa: ARG002 - recorded in the event
-        self.status = self.status.join(Status.READ)
+        self.status = self.status.merge(Status.READ)
 
     @event(Failed)
     def _failed(self, code: str, message: str, permanent: bool, status: str, source: str) -> None:  # noqa: ARG002
         if source == "driver":
             self.attempts += 1
         self.error = {"code": code, "message": message}
-        self.status = self.status.join(Status(status))
+        self.status = self.status.merge(Status(status))
 
     @property
     def updated_at(self) -> datetime:

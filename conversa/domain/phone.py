@@ -30,10 +30,13 @@ class PhoneNumber:
             parsed = phonenumbers.parse(text, None)
         except phonenumbers.NumberParseException:
             raise InvalidPhoneNumber(
-                field, f"{field} is not a phone number with a country code (E.164, like +15551234567)"
+                field,
+                f"{field} is not a phone number with a country code (E.164, like +15551234567)",
             ) from None
         if not phonenumbers.is_possible_number(parsed):
-            raise InvalidPhoneNumber(field, f"{field} is not a possible phone number for its country")
+            raise InvalidPhoneNumber(
+                field, f"{field} is not a possible phone number for its country"
+            )
         return cls(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
     def masked(self) -> str:

@@ -31,7 +31,8 @@ class Status(StrEnum):
     def is_final(self) -> bool:
         return self in (Status.UNDELIVERED, Status.FAILED)
 
-    def join(self, other: Status) -> Status:
+    def merge(self, other: Status) -> Status:
+        """The join of two statuses in the lattice: whichever ranks higher."""
         return self if self.rank >= other.rank else other
 
 

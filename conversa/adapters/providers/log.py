@@ -28,7 +28,9 @@ class LogDriver:
         provider_message_id = f"log-{uuid4().hex}"
         content = message.content
         if isinstance(content, Body):
-            what = f"body={content.text!r}" if self.log_text else f"body=<{len(content.text)} chars>"
+            what = (
+                f"body={content.text!r}" if self.log_text else f"body=<{len(content.text)} chars>"
+            )
         else:
             variables = list(content.variables) if self.log_text else f"<{len(content.variables)}>"
             what = f"template={content.name!r} variables={variables}"

@@ -62,7 +62,8 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             SQL("{0} = EXCLUDED.{0}").format(Identifier(c)) for c in COLUMNS if c != "id"
         )
         self.upsert = SQL(
-            "INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET {updates}"
+            "INSERT INTO {table} ({columns}) VALUES ({values}) "
+            "ON CONFLICT (id) DO UPDATE SET {updates}"
         ).format(
             table=self.table,
             columns=SQL(", ").join(map(Identifier, COLUMNS)),
@@ -124,7 +125,9 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
                 params,
             )
             rows = [row_from_record(r) for r in curs.fetchall()]
-            curs.execute(SQL("SELECT count(*) AS n FROM {table}").format(table=self.table) + where, params)
+            curs.execute(
+                SQL("SELECT count(*) AS n FROM {table}").format(table=self.table) + where, params
+            )
             total = curs.fetchone()
         return MessagePage(rows=rows, total=int(total["n"]) if total else 0)
 

@@ -37,7 +37,15 @@ def test_migrate_send_and_inspect_the_projection(backend_url: str, tmp_path: Pat
         assert migrated.returncode == 0, migrated.stderr
 
     sent = conversa(
-        "send", "--channel", "sms", "--to", "+15551234567", "--body", "hello", url=backend_url, cwd=tmp_path
+        "send",
+        "--channel",
+        "sms",
+        "--to",
+        "+15551234567",
+        "--body",
+        "hello",
+        url=backend_url,
+        cwd=tmp_path,
     )
     assert sent.returncode == 0, sent.stderr
     message = json.loads(sent.stdout)

@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from conversa.app.bootstrap import bootstrap
 from conversa.app.settings import Settings
@@ -21,7 +21,7 @@ from conversa.app.settings import Settings
 def main() -> None:
     url, batch_size, die_in_batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     service = bootstrap(Settings.from_environ({"CONVERSA_DATABASE_URL": url}))
-    datastore: Any = service.view.datastore
+    datastore: Any = cast(Any, service.view).datastore
     begin = datastore.transaction
     commits = 0
 

@@ -19,7 +19,7 @@ CHILD = Path(__file__).with_name("projector_child.py")
 
 
 def report(service: ConversaService, message_id: UUID, status: Status) -> None:
-    message = service.app.repository.get(message_id)
+    message: object = service.app.repository.get(message_id)
     assert isinstance(message, Message)
     message.record_report(status, error_code="30003" if status.is_final else None)
     service.app.save(message)
@@ -42,6 +42,7 @@ def expected_rows(service: ConversaService, ids: list[UUID]) -> list[MessageRow]
     for message_id in ids:
         row = None
         for event in service.app.events.get(message_id):
+            assert isinstance(event, Message.Event)
             row = apply_event(row, event)
         assert row is not None
         rows.append(row)

@@ -80,7 +80,12 @@ def test_a_sent_message_is_recorded_and_shows_in_the_log(counted_service: Conver
     assert [row.id for row in page.rows] == [template.message_id, result.message_id]
     sms = service.view.get(result.message_id)
     assert sms is not None
-    assert (sms.status, sms.to, sms.body, sms.attempts) == ("sent", "+15551234567", "Your code is 123456", 1)
+    assert (sms.status, sms.to, sms.body, sms.attempts) == (
+        "sent",
+        "+15551234567",
+        "Your code is 123456",
+        1,
+    )
     assert sms.provider_message_id == result.provider_message_id
 
     assert service.list_messages(MessageQuery(channel="whatsapp")).total == 1
@@ -104,9 +109,11 @@ def test_one_idempotency_key_sends_once_across_twenty_threads(
         barrier.wait()
         try:
             results.append(
-                service.send("sms", "+15551234567", {"body": "Shipped"}, {"idempotency_key": "o-4711"})
+                service.send(
+                    "sms", "+15551234567", {"body": "Shipped"}, {"idempotency_key": "o-4711"}
+                )
             )
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=send) for _ in range(20)]
@@ -140,7 +147,13 @@ def test_one_idempotency_key_sends_once_across_twenty_threads(
         ("sms", "12345", {"body": "x"}, InvalidPhoneNumber, "to"),
         ("fax", "+15551234567", {"body": "x"}, UnknownChannel, "channel"),
         ("sms", "+15551234567", {}, InvalidContent, "body"),
-        ("sms", "+15551234567", {"body": "x", "template": {"name": "t"}}, InvalidContent, "template"),
+        (
+            "sms",
+            "+15551234567",
+            {"body": "x", "template": {"name": "t"}},
+            InvalidContent,
+            "template",
+        ),
         ("sms", "+15551234567", {"body": "x" * 1601}, InvalidContent, "body"),
     ],
 )
@@ -169,7 +182,7 @@ def test_an_unavailable_driver_records_a_failed_message(settings: Settings) -> N
         assert not result.ok
         assert result.status == "failed"
         assert result.error is not None and result.error["code"] == "driver_unavailable"
-        message = service.app.repository.get(result.message_id)
+        message: object = service.app.repository.get(result.message_id)
         assert isinstance(message, Message)
         assert message.attempts == 0
         assert event_types(service, result.message_id) == ["Queued", "Failed"]

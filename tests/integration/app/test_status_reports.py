@@ -12,7 +12,9 @@ from conversa.domain.status import Status
 REPORTS = [Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(reports=st.lists(st.sampled_from(REPORTS), min_size=1, max_size=8), seed=st.randoms())
 def test_reports_applied_in_any_order_give_the_same_stored_status(
     service: ConversaService, reports: list[Status], seed: st.SearchStrategy[object]
@@ -24,11 +26,11 @@ def test_reports_applied_in_any_order_give_the_same_stored_status(
         sent = service.send("sms", "+15551234567", {"body": "x"})
         for status in order:
             # Each report is its own request: load, decide, save.
-            message = service.app.repository.get(sent.message_id)
+            message: object = service.app.repository.get(sent.message_id)
             assert isinstance(message, Message)
             message.record_report(status)
             service.app.save(message)
-        stored = service.app.repository.get(sent.message_id)
+        stored: object = service.app.repository.get(sent.message_id)
         assert isinstance(stored, Message)
         statuses.append(stored.status)
         # Queued and Sent, then one event per report that moved the status forward.

@@ -66,8 +66,8 @@ def test_rank_follows_the_documented_order() -> None:
         Status.FAILED,
     ]
     assert [s.rank for s in order] == list(range(len(order)))
-    assert Status.UNDELIVERED.join(Status.FAILED) is Status.FAILED
-    assert Status.FAILED.join(Status.UNDELIVERED) is Status.FAILED
+    assert Status.UNDELIVERED.merge(Status.FAILED) is Status.FAILED
+    assert Status.FAILED.merge(Status.UNDELIVERED) is Status.FAILED
 
 
 @settings(max_examples=200, deadline=None)
