@@ -52,6 +52,11 @@ class Worker:
             except OperationalError as error:
                 log.warning("projection interrupted (%s); retrying", type(error).__name__)
                 stop.wait(ERROR_BACKOFF)
+            except Exception:
+                # A bug or corrupt data (ProjectionOutOfSequence, say): keep the process
+                # serving, say so loudly, and try again later rather than die silently.
+                log.exception("the message log projection failed; retrying")
+                stop.wait(ERROR_BACKOFF * 5)
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(
