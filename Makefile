@@ -20,8 +20,9 @@ run: install  ## migrate the embedded SQLite store and serve the API on 127.0.0.
 	$(BIN)/conversa migrate
 	$(BIN)/conversa serve --host $(HOST) --port $(PORT)
 
-test: install  ## the whole suite, against real PostgreSQL and SQLite
+test: install  ## the whole suite, against real PostgreSQL, SQLite and Redis
 	scripts/ensure-postgres
+	scripts/ensure-redis
 	$(BIN)/pytest
 
 test-unit: install
@@ -33,6 +34,7 @@ test-integration: install
 
 test-e2e: install
 	scripts/ensure-postgres
+	scripts/ensure-redis
 	$(BIN)/pytest tests/e2e
 
 lint: install

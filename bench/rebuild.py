@@ -49,6 +49,7 @@ def seeded_messages(count: int) -> Iterator[Message]:
             meta={},
             idempotency_key=None,
             fingerprint="x",
+            next_attempt_at=None,
         )
         message.record_accepted(f"log-{n}", {"driver": "log"})
         if n % 2 == 0:

@@ -15,6 +15,7 @@ from psycopg import sql
 from conversa.app.bootstrap import bootstrap, migrate
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings
+from tests.support import make_settings
 
 SERVER_URL = os.environ.get(
     "CONVERSA_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -43,25 +44,22 @@ def postgres_database() -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty store: a SQLite file, or a new schema in the run's database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'conversa.sqlite3'}"
-        return
-    database: str = request.getfixturevalue("postgres_database")
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A new, empty schema in the run's database, dropped after the test."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    yield f"{database}?schema={schema}"
-    with psycopg.connect(database, autocommit=True) as conn:
+    yield f"{postgres_database}?schema={schema}"
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-def make_settings(url: str, **overrides: str) -> Settings:
-    environ = {
-        "CONVERSA_DATABASE_URL": url,
-        **{f"CONVERSA_{k.upper()}": v for k, v in overrides.items()},
-    }
-    return Settings.from_environ(environ)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store: a SQLite file, or a new schema in the run's database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'conversa.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture

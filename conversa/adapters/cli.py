@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from conversa.app.bootstrap import SchemaMissing, bootstrap, migrate
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
+from conversa.app.tokens import TokenNotFound
 from conversa.app.worker import Worker
 from conversa.domain.errors import ConversaError, InvalidRequest
 
@@ -203,3 +204,62 @@ def projection_status(as_json: bool) -> None:
         )
     else:
         click.echo(f"position {status.position}\nhead     {status.head}\nlag      {status.lag}")
+
+
+@main.group()
+def token() -> None:
+    """API tokens for the HTTP API."""
+
+
+@token.command(name="create")
+@click.argument("name")
+def token_create(name: str) -> None:
+    """Create a token and print its secret, which is shown this once only."""
+    settings = load_settings()
+    with opened_service(settings) as service:
+        try:
+            info, secret = service.tokens.create(name)
+        except InvalidRequest as error:
+            fail(f"{error.field}: {error.message}", 2)
+    # The secret goes to standard output alone on the last line, for scripts to take
+    # with `tail -n 1`; it is never logged, and only its digest is stored.
+    click.echo(
+        f"created token {info.name} (id {info.id}); store this secret now, it is not shown again:"
+    )
+    click.echo(secret)
+
+
+@token.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_list(as_json: bool) -> None:
+    """Every token, revoked ones included, oldest first."""
+    settings = load_settings()
+    with opened_service(settings) as service:
+        tokens = service.tokens.list()
+    if as_json:
+        click.echo(json.dumps([t.as_dict() for t in tokens], indent=2))
+        return
+    rows = [("NAME", "ID", "CREATED", "STATUS")]
+    rows += [
+        (t.name, str(t.id), t.created_at.strftime("%Y-%m-%d %H:%M:%SZ"), t.status) for t in tokens
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[3]]))
+
+
+@token.command(name="revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke a token for good (its name stays taken)."""
+    settings = load_settings()
+    with opened_service(settings) as service:
+        try:
+            info = service.tokens.revoke(name)
+        except InvalidRequest as error:
+            fail(f"{error.field}: {error.message}", 2)
+        except TokenNotFound as error:
+            fail(f"{error}; `conversa token list` shows the tokens there are")
+    revoked_at = info.revoked_at.strftime("%Y-%m-%d %H:%M:%SZ") if info.revoked_at else "?"
+    click.echo(f"token {info.name} (id {info.id}) is revoked (since {revoked_at})")

@@ -14,11 +14,13 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
+from conversa.app.history import describe
 from conversa.app.ports import Driver, DriverError, DriverResult, OutboundMessage, StorageBackend
 from conversa.app.projection import MessagePage, MessageQuery, MessagesView
 from conversa.app.projector import Projector
 from conversa.app.results import MessageState, SendResult
 from conversa.app.settings import Settings
+from conversa.app.tokens import TokenService
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content, parse_content
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
@@ -51,12 +53,15 @@ class ConversaService:
         view: MessagesView,
         drivers: Mapping[Channel, Driver],
         backend: StorageBackend,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
         self.app = app
         self.view = view
         self.drivers = dict(drivers)
         self.backend = backend
+        self._on_close = on_close  # closes what bootstrap opened for the drivers
+        self.tokens = TokenService(app)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ConversaService:
@@ -99,6 +104,7 @@ class ConversaService:
             meta=options.get("meta", {}),
             idempotency_key=key,
             fingerprint=_fingerprint(parsed_channel, recipient, content, options),
+            next_attempt_at=None,
         )
         try:
             self.app.save(message)
@@ -162,6 +168,20 @@ class ConversaService:
     def get_message(self, message_id: UUID | str) -> MessageState:
         return MessageState.of(self._get(_as_uuid(message_id)))
 
+    def message_history(self, message_id: UUID | str) -> tuple[MessageState, list[dict[str, Any]]]:
+        """The message as it stands and its whole history, oldest first, from one read."""
+        events = list(self.app.events.get(_as_uuid(message_id)))
+        message: Message | None = None
+        for event in events:
+            if not isinstance(event, Message.Event):
+                raise MessageNotFound(message_id)
+            message = event.mutate(message)
+        if message is None:
+            raise MessageNotFound(message_id)
+        return MessageState.of(message), [
+            describe(e) for e in events if isinstance(e, Message.Event)
+        ]
+
     def list_messages(self, query: MessageQuery) -> MessagePage:
         return self.view.query(query)
 
@@ -182,7 +202,11 @@ class ConversaService:
     # Lifecycle
 
     def close(self) -> None:
-        self.app.close()
+        try:
+            self.app.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
 
     def __enter__(self) -> ConversaService:
         return self

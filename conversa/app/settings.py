@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     redact_provider_response: bool = True
     webhook_base_url: str | None = None
     rate_limit: str = "120/minute"
+    rate_limit_storage: str = "memory://"
     templates_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -77,6 +78,16 @@ class Settings(BaseSettings):
             msg = "must look like 120/minute (a count per second, minute, hour or day)"
             raise ValueError(msg)
         return value.strip()
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _rate_storage(cls, value: str) -> str:
+        if not re.match(
+            r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster|memcached)://", value
+        ):
+            msg = "must be memory:// or a shared storage URI such as redis://host:6379"
+            raise ValueError(msg)
+        return value
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,10 +1,12 @@
-"""Errors the domain raises when a request cannot become a message.
+"""Errors the domain raises when a request cannot be carried out.
 
     ConversaError
     ├── InvalidRequest            bad input; names the offending field
     │   ├── InvalidPhoneNumber    field "to" (or "from")
     │   ├── UnknownChannel        field "channel"
-    │   └── InvalidContent        field "body", "template" or one of its parts
+    │   ├── InvalidContent        field "body", "template" or one of its parts
+    │   ├── InvalidTokenName      field "name" (domain/token.py)
+    │   └── TokenNameTaken        field "name" (domain/token.py)
     └── IdempotencyKeyMismatch    a key reused for a different request
 
 Each error carries a stable machine-readable ``code``; adapters map codes to their own

@@ -40,6 +40,20 @@ class Message(Aggregate):
         meta: dict[str, Any]
         idempotency_key: str | None
         fingerprint: str
+        next_attempt_at: datetime | None
+
+    class AttemptStarted(Aggregate.Event):
+        """A dispatcher claimed the next attempt; it may call the provider until the lease
+        ends. Two dispatchers cannot both record it for the same version."""
+
+        attempt: int
+        lease_until: datetime
+
+    class Retried(Aggregate.Event):
+        attempt: int
+        code: str
+        message: str
+        next_attempt_at: datetime
 
     class Sent(Aggregate.Event):
         provider_message_id: str
@@ -72,6 +86,7 @@ class Message(Aggregate):
         meta: dict[str, Any],
         idempotency_key: str | None,
         fingerprint: str,
+        next_attempt_at: datetime | None,
     ) -> None:
         self.channel = Channel(channel)
         self.to = to
@@ -86,6 +101,10 @@ class Message(Aggregate):
         self.provider_response: dict[str, Any] | None = None
         self.attempts = 0
         self.error: dict[str, str] | None = None
+        # When a dispatcher should next try: after a retry's backoff, or when the lease of
+        # an attempt in flight runs out (the process making it may have died). None once
+        # the message has an outcome.
+        self.next_attempt_at = next_attempt_at
 
     # Commands. Each decides whether anything happened, then records it.
 
@@ -96,6 +115,26 @@ class Message(Aggregate):
     def record_attempt_failed(self, code: str, message: str, *, source: str = "driver") -> None:
         """An attempt ended in a permanent error: the message will never be sent."""
         self._failed(code, message, True, Status.FAILED.value, source)
+
+    def record_retry(self, code: str, message: str, next_attempt_at: datetime) -> None:
+        """An attempt ended in a transient error; try again at ``next_attempt_at``."""
+        self._retried(self.attempts + 1, code, message, next_attempt_at)
+
+    def is_due(self, now: datetime) -> bool:
+        """Whether a dispatcher should make the next attempt now."""
+        return (
+            self.status is Status.QUEUED
+            and self.next_attempt_at is not None
+            and self.next_attempt_at <= now
+        )
+
+    def claim_attempt(self, now: datetime, lease_until: datetime) -> bool:
+        """Claim the next attempt if it is due. Saving the claim is what makes it exclusive:
+        a concurrent claim on the same version fails in the event store."""
+        if not self.is_due(now):
+            return False
+        self._attempt_started(self.attempts + 1, lease_until)
+        return True
 
     def record_report(
         self,
@@ -143,7 +182,18 @@ class Message(Aggregate):
             self.provider_response = response
         if source == "driver":
             self.attempts += 1
+            self.next_attempt_at = None
         self.status = self.status.merge(Status.SENT)
+
+    @event(AttemptStarted)
+    def _attempt_started(self, attempt: int, lease_until: datetime) -> None:  # noqa: ARG002
+        self.next_attempt_at = lease_until
+
+    @event(Retried)
+    def _retried(self, attempt: int, code: str, message: str, next_attempt_at: datetime) -> None:  # noqa: ARG002
+        self.attempts += 1
+        self.error = {"code": code, "message": message}
+        self.next_attempt_at = next_attempt_at
 
     @event(Delivered)
     def _delivered(self, source: str) -> None:  # noqa: ARG002 - recorded in the event
@@ -157,6 +207,7 @@ class Message(Aggregate):
     def _failed(self, code: str, message: str, permanent: bool, status: str, source: str) -> None:  # noqa: ARG002
         if source == "driver":
             self.attempts += 1
+        self.next_attempt_at = None
         self.error = {"code": code, "message": message}
         self.status = self.status.merge(Status(status))
 

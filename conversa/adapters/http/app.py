@@ -8,12 +8,20 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from conversa.adapters.http.auth import Authenticator, RateLimiter
+from conversa.adapters.http.errors import EXCEPTION_HANDLERS
+from conversa.adapters.http.messages import list_messages, send_message, show_message
+from conversa.adapters.http.middleware import RequestIdMiddleware
+from conversa.adapters.http.openapi import openapi_document
+from conversa.adapters.http.state import HttpState, http_state
 from conversa.app.service import ConversaService
 from conversa.app.worker import Worker
 
@@ -21,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: Set by ``conversa serve --no-worker`` for the server processes it starts.
 RUN_WORKER_VARIABLE = "CONVERSA_SERVE_WORKER"
+#: Threads that run the (synchronous) use cases; more requests than this wait their turn
+#: instead of piling onto the database pool.
+THREAD_POOL_SIZE = 32
 
 
 def create_app(
@@ -37,29 +48,49 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREAD_POOL_SIZE
         service = await run_in_threadpool(factory)
-        app.state.service = service
+        settings = service.settings
+        app.state.conversa = HttpState(
+            service=service,
+            authenticator=Authenticator(service.tokens),
+            rate_limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+        )
         stop = threading.Event()
         thread = Worker(service).start(stop) if run_worker else None
         try:
             yield
         finally:
+            # Requests in flight have finished when the server calls this; the worker
+            # stops at its next safe point (between batches), then the pools close.
             stop.set()
             if thread is not None:
                 await run_in_threadpool(thread.join, 10)
             service.close()
 
     return Starlette(
-        routes=[Route("/conversa/health", health, methods=["GET"])],
+        routes=[
+            Route("/conversa/messages", send_message, methods=["POST"]),
+            Route("/conversa/messages", list_messages, methods=["GET"]),
+            Route("/conversa/messages/{message_id}", show_message, methods=["GET"]),
+            Route("/conversa/health", health, methods=["GET"]),
+            Route("/conversa/openapi.json", openapi, methods=["GET"]),
+        ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
 
 
 async def health(request: Request) -> JSONResponse:
-    service: ConversaService = request.app.state.service
+    service = http_state(request).service
     try:
         await run_in_threadpool(service.app.recorder.max_notification_id)
     except Exception:
         log.warning("health check: the database does not answer", exc_info=True)
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+async def openapi(_request: Request) -> JSONResponse:
+    return JSONResponse(openapi_document())

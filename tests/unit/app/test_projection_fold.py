@@ -28,6 +28,7 @@ def new_message(content: Content | None = None) -> Message:
         meta={"order": 42},
         idempotency_key=None,
         fingerprint="f",
+        next_attempt_at=None,
     )
 
 

@@ -25,6 +25,7 @@ def new_message(key: str | None = "key") -> Message:
         meta={},
         idempotency_key=key,
         fingerprint="f",
+        next_attempt_at=None,
     )
 
 

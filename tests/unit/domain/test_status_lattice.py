@@ -30,6 +30,7 @@ def fresh() -> Message:
         meta={},
         idempotency_key=None,
         fingerprint="f",
+        next_attempt_at=None,
     )
 
 

@@ -1,0 +1,122 @@
+"""``/conversa/messages``: send, list and inspect messages."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from conversa.adapters.http.bodies import read_json_object
+from conversa.adapters.http.errors import invalid
+from conversa.adapters.http.state import application_request
+from conversa.app.projection import MessageQuery
+from conversa.app.results import MessageState
+from conversa.app.service import MAX_IDEMPOTENCY_KEY, MessageNotFound
+from conversa.domain.channel import Channel
+from conversa.domain.errors import InvalidPhoneNumber
+from conversa.domain.phone import PhoneNumber
+from conversa.domain.status import Status
+
+MAX_SEND_BODY = 64 * 1024
+SEND_FIELDS = frozenset({"channel", "to", "body", "template", "from", "meta"})
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 25
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+
+
+async def send_message(request: Request) -> JSONResponse:
+    context = await application_request(request)
+    document = await read_json_object(request, MAX_SEND_BODY)
+    unknown = sorted(set(document) - SEND_FIELDS)
+    if unknown:
+        raise invalid(unknown[0], f"unknown field {unknown[0]}")
+    key = request.headers.get("idempotency-key")
+    if key is not None and (len(key) > MAX_IDEMPOTENCY_KEY or not _VISIBLE_ASCII.match(key)):
+        raise invalid(
+            "Idempotency-Key",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters",
+        )
+    payload = {"body": document.get("body"), "template": document.get("template")}
+    opts = {"idempotency_key": key, "from": document.get("from"), "meta": document.get("meta")}
+    result = await run_in_threadpool(
+        context.service.send,
+        document.get("channel"),  # type: ignore[arg-type] # the domain refuses non-strings
+        document.get("to"),  # type: ignore[arg-type]
+        payload,
+        opts,
+        scope=str(context.token.id),
+    )
+    location = f"/conversa/messages/{result.message_id}"
+    if result.replayed:
+        return JSONResponse(
+            result.message.as_dict(),
+            status_code=200,
+            headers={"Idempotent-Replayed": "true", "Location": location},
+        )
+    return JSONResponse(result.message.as_dict(), status_code=201, headers={"Location": location})
+
+
+async def list_messages(request: Request) -> JSONResponse:
+    context = await application_request(request)
+    query = parse_list_query(request)
+    page = await run_in_threadpool(context.service.list_messages, query)
+    return JSONResponse(
+        {
+            "data": [MessageState.of_row(row).as_dict() for row in page.rows],
+            "meta": {"page": query.page, "per_page": query.per_page, "total": page.total},
+        }
+    )
+
+
+async def show_message(request: Request) -> JSONResponse:
+    context = await application_request(request)
+    raw_id = request.path_params["message_id"]
+    try:
+        message_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise MessageNotFound(raw_id) from None
+    state, events = await run_in_threadpool(context.service.message_history, message_id)
+    return JSONResponse({**state.as_dict(), "events": events})
+
+
+def parse_list_query(request: Request) -> MessageQuery:
+    params = request.query_params
+    status = params.get("status")
+    if status is not None and status not in Status._value2member_map_:
+        raise invalid("status", f"status must be one of {', '.join(s.value for s in Status)}")
+    channel = params.get("channel")
+    if channel is not None and channel not in Channel._value2member_map_:
+        raise invalid("channel", f"channel must be one of {', '.join(c.value for c in Channel)}")
+    to = params.get("to")
+    return MessageQuery(
+        status=status,
+        channel=channel,
+        to=None if to is None else _recipient_filter(to),
+        page=_positive_int(params.get("page"), "page", default=1, maximum=1_000_000),
+        per_page=_positive_int(
+            params.get("per_page"), "per_page", default=DEFAULT_PER_PAGE, maximum=MAX_PER_PAGE
+        ),
+    )
+
+
+def _recipient_filter(raw: str) -> str:
+    """``to`` as E.164. An unencoded ``+`` in a query string arrives as a space, and people
+    type numbers without it; both still mean an international number."""
+    text = raw.strip()
+    if text[:1].isdigit() and not text.startswith("00"):
+        text = "+" + text
+    try:
+        return PhoneNumber.parse(text).e164
+    except InvalidPhoneNumber as error:
+        raise invalid("to", error.message) from None
+
+
+def _positive_int(raw: str | None, field: str, *, default: int, maximum: int) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise invalid(field, f"{field} must be a whole number from 1 to {maximum}")
+    return int(raw)

@@ -1,0 +1,69 @@
+"""A request id for every request, and the last line of defence against a 500 with details."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("conversa.http")
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+class RequestIdMiddleware:
+    """Tags each request with an id (answered as ``X-Request-Id``). An exception that no
+    handler turned into an answer is logged with that id and answers 500 with the id and
+    nothing else, so that no detail of the failure leaks to the client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unexpected error request_id=%s path=%s", request_id, scope.get("path"))
+            if started:
+                raise
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "internal_error",
+                        "message": f"unexpected error; quote request id {request_id}",
+                        "fields": {},
+                        "request_id": request_id,
+                    }
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (REQUEST_ID_HEADER, request_id.encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,316 @@
+"""The OpenAPI 3 document of the HTTP API (served at ``/conversa/openapi.json``)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from conversa.adapters.http.messages import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from conversa.app.service import MAX_IDEMPOTENCY_KEY, MAX_META_BYTES
+from conversa.domain.channel import Channel
+from conversa.domain.content import MAX_TEMPLATE_NAME, MAX_TEMPLATE_VARIABLES, MAX_VARIABLE_LENGTH
+from conversa.domain.status import Status
+
+CHANNELS = [c.value for c in Channel]
+STATUSES = [s.value for s in Status]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    response = _json(_ref("Error"), description)
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+RETRY_AFTER = {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}
+UNAUTHORIZED = _error("No valid bearer token")
+RATE_LIMITED = _error("Rate limit of the token exceeded", **{"Retry-After": RETRY_AFTER})
+NULLABLE_STRING = {"type": "string", "nullable": True}
+
+TEMPLATE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": MAX_TEMPLATE_NAME},
+        "variables": {
+            "type": "array",
+            "maxItems": MAX_TEMPLATE_VARIABLES,
+            "items": {"type": "string", "maxLength": MAX_VARIABLE_LENGTH},
+        },
+    },
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "fields"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "request_id": {"type": "string"},
+                },
+            }
+        },
+    },
+    "Template": TEMPLATE,
+    "SendMessage": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["channel", "to"],
+        "description": "Exactly one of body or template. Bodies: up to 1,600 characters on "
+        "sms, 4,096 on whatsapp.",
+        "properties": {
+            "channel": {"type": "string", "enum": CHANNELS},
+            "to": {"type": "string", "description": "E.164, e.g. +15551234567"},
+            "body": {"type": "string", "minLength": 1, "maxLength": 4096},
+            "template": _ref("Template"),
+            "from": {"type": "string", "minLength": 1, "maxLength": 64},
+            "meta": {
+                "type": "object",
+                "description": f"Any JSON object up to {MAX_META_BYTES} bytes, stored as given",
+            },
+        },
+        "oneOf": [{"required": ["body"]}, {"required": ["template"]}],
+    },
+    "MessageError": {
+        "type": "object",
+        "nullable": True,
+        "required": ["code", "message"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "Message": {
+        "type": "object",
+        "required": [
+            "id",
+            "channel",
+            "to",
+            "from",
+            "driver",
+            "status",
+            "provider_message_id",
+            "attempts",
+            "error",
+            "idempotency_key",
+            "meta",
+            "created_at",
+            "updated_at",
+        ],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "channel": {"type": "string", "enum": CHANNELS},
+            "to": {"type": "string"},
+            "from": NULLABLE_STRING,
+            "driver": {"type": "string"},
+            "status": {"type": "string", "enum": STATUSES},
+            "body": {"type": "string", "description": "Absent when bodies are not stored"},
+            "template": _ref("Template"),
+            "provider_message_id": NULLABLE_STRING,
+            "attempts": {"type": "integer", "minimum": 0},
+            "error": _ref("MessageError"),
+            "idempotency_key": NULLABLE_STRING,
+            "meta": {"type": "object"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["type", "occurred_at", "version"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "description": "queued, sent, delivered, read, failed, retried, ...",
+            },
+            "occurred_at": {"type": "string", "format": "date-time"},
+            "version": {"type": "integer", "minimum": 1},
+        },
+        "additionalProperties": True,
+    },
+    "MessageWithEvents": {
+        "allOf": [
+            _ref("Message"),
+            {
+                "type": "object",
+                "required": ["events"],
+                "properties": {"events": {"type": "array", "items": _ref("Event")}},
+            },
+        ]
+    },
+    "MessageList": {
+        "type": "object",
+        "required": ["data", "meta"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("Message")},
+            "meta": {
+                "type": "object",
+                "required": ["page", "per_page", "total"],
+                "properties": {
+                    "page": {"type": "integer", "minimum": 1},
+                    "per_page": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
+                    "total": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}},
+    },
+}
+
+PATHS: dict[str, Any] = {
+    "/conversa/messages": {
+        "post": {
+            "operationId": "sendMessage",
+            "summary": "Send an SMS or WhatsApp message",
+            "security": [{"bearerAuth": []}],
+            "parameters": [
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "The same key with the same request sends once; scoped "
+                    "to the token.",
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_IDEMPOTENCY_KEY,
+                        "pattern": "^[!-~]+$",
+                    },
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("SendMessage")}},
+            },
+            "responses": {
+                "201": _json(_ref("Message"), "Recorded and handed to the driver"),
+                "200": {
+                    **_json(_ref("Message"), "Idempotent replay: the original message"),
+                    "headers": {
+                        "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}
+                    },
+                },
+                "400": _error("Malformed JSON"),
+                "401": UNAUTHORIZED,
+                "413": _error("Body over 64 KiB"),
+                "415": _error("Not a JSON body"),
+                "422": _error("Invalid field, or idempotency_key_mismatch"),
+                "429": RATE_LIMITED,
+            },
+        },
+        "get": {
+            "operationId": "listMessages",
+            "summary": "The message log, newest first",
+            "security": [{"bearerAuth": []}],
+            "parameters": [
+                {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
+                {"name": "channel", "in": "query", "schema": {"type": "string", "enum": CHANNELS}},
+                {
+                    "name": "to",
+                    "in": "query",
+                    "description": "A phone number in any common format",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                },
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_PER_PAGE,
+                        "default": DEFAULT_PER_PAGE,
+                    },
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("MessageList"), "One page of messages"),
+                "401": UNAUTHORIZED,
+                "422": _error("Invalid filter"),
+                "429": RATE_LIMITED,
+            },
+        },
+    },
+    "/conversa/messages/{message_id}": {
+        "get": {
+            "operationId": "showMessage",
+            "summary": "One message and its whole history, oldest first",
+            "security": [{"bearerAuth": []}],
+            "parameters": [
+                {
+                    "name": "message_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": _json(_ref("MessageWithEvents"), "The message and its events"),
+                "401": UNAUTHORIZED,
+                "404": _error("No such message"),
+                "429": RATE_LIMITED,
+            },
+        }
+    },
+    "/conversa/health": {
+        "get": {
+            "operationId": "health",
+            "summary": "Whether the database answers",
+            "responses": {
+                "200": _json(_ref("Health"), "The database answers"),
+                "503": _json(_ref("Health"), "The database does not answer"),
+            },
+        }
+    },
+    "/conversa/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": {
+                "200": {
+                    "description": "The OpenAPI document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+}
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Conversa",
+            "version": version("conversa"),
+            "description": "SMS and WhatsApp delivery with an exact record of every message.",
+        },
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }

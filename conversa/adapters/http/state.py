@@ -1,0 +1,37 @@
+"""What each process's HTTP application holds, and the gate of the application endpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from conversa.adapters.http.auth import Authenticator, RateLimiter
+from conversa.app.service import ConversaService
+from conversa.app.tokens import TokenInfo
+
+
+@dataclass(frozen=True, slots=True)
+class HttpState:
+    service: ConversaService
+    authenticator: Authenticator
+    rate_limiter: RateLimiter
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationRequest:
+    service: ConversaService
+    token: TokenInfo
+
+
+def http_state(request: Request) -> HttpState:
+    state: HttpState = request.app.state.conversa
+    return state
+
+
+async def application_request(request: Request) -> ApplicationRequest:
+    """Authenticate the request's token (401) and count it against its rate limit (429)."""
+    state = http_state(request)
+    token = await state.authenticator(request)
+    state.rate_limiter.hit(token)
+    return ApplicationRequest(service=state.service, token=token)

@@ -1,0 +1,41 @@
+"""A message's events as the audit trail shows them: oldest first, plain data."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from conversa.app.results import rfc3339
+from conversa.domain.message import Message
+
+
+def describe(event: Message.Event) -> dict[str, Any]:
+    """``{"type", "occurred_at", "version", ...details}`` of one event.
+
+    Details never include the body, the template variables or the request fingerprint:
+    the message resource shows the content once, when it is stored at all.
+    """
+    entry: dict[str, Any] = {
+        "type": _snake(type(event).__name__),
+        "occurred_at": rfc3339(event.timestamp),
+        "version": event.originator_version,
+    }
+    if isinstance(event, Message.Queued):
+        entry.update(channel=event.channel, to=event.to.e164, driver=event.driver)
+        entry["from"] = event.sender
+    elif isinstance(event, Message.Sent):
+        entry.update(provider_message_id=event.provider_message_id or None, source=event.source)
+    elif isinstance(event, Message.Delivered | Message.Read):
+        entry.update(source=event.source)
+    elif isinstance(event, Message.Failed):
+        entry.update(
+            status=event.status,
+            error={"code": event.code, "message": event.message},
+            permanent=event.permanent,
+            source=event.source,
+        )
+    return entry
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

@@ -1,0 +1,102 @@
+"""Property-based requests from the API's own OpenAPI document against the live server.
+
+Schemathesis generates valid and invalid requests for every operation; the server must
+never answer 5xx, and every answer must match the document (status code, content type,
+headers, body schema). Bounded to a few hundred cases so that the suite stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.e2e.conftest import Server, running_server
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.fixture(scope="module")
+def fuzzed_server(
+    postgres_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    import uuid
+
+    url = f"{postgres_database}?schema=fuzz_{uuid.uuid4().hex[:8]}"
+    with running_server(url, tmp_path_factory.mktemp("fuzz"), rate_limit="100000/minute") as server:
+        yield server
+
+
+#: Cases per operation and generation mode (valid, then invalid requests).
+EXAMPLES = 40
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_answer_breaks_the_document(fuzzed_server: Server, mode: GenerationMode) -> None:
+    # Schemathesis's own pytest plugin does not run under this pytest; its Python API
+    # with hypothesis does the same work.
+    schema = schemathesis.openapi.from_url(f"{fuzzed_server.base_url}/conversa/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+    assert {op.label for op in operations} >= {
+        "POST /conversa/messages",
+        "GET /conversa/messages",
+        "GET /conversa/messages/{message_id}",
+        "GET /conversa/health",
+    }
+    headers = {"Authorization": f"Bearer {fuzzed_server.token}"}
+    for operation in operations:
+        if mode is GenerationMode.NEGATIVE and operation.label == "GET /conversa/health":
+            continue  # no parameters, so there is no invalid request to make
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def call(case: schemathesis.Case[Any]) -> None:
+            case.call_and_validate(
+                base_url=fuzzed_server.base_url,
+                headers={**dict(case.headers or {}), **headers},
+                checks=CHECKS,
+            )
+
+        call()
+    assert "Traceback" not in fuzzed_server.output()
+
+
+def test_the_document_describes_every_route(fuzzed_server: Server, tmp_path: Path) -> None:
+    import httpx
+
+    document = httpx.get(f"{fuzzed_server.base_url}/conversa/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {
+        "/conversa/messages",
+        "/conversa/messages/{message_id}",
+        "/conversa/health",
+        "/conversa/openapi.json",
+    }
+    send = document["paths"]["/conversa/messages"]["post"]
+    assert send["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SendMessage"
+    }
+    assert {"201", "200", "401", "422", "429"} <= set(send["responses"])

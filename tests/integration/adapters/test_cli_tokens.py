@@ -1,0 +1,108 @@
+"""``conversa token ...``, run as a real process against both stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conversa.app.bootstrap import bootstrap
+from conversa.app.settings import Settings
+
+
+def conversa(
+    *args: str, url: str, cwd: Path, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSA_")}
+    env.update({"CONVERSA_DATABASE_URL": url, **(extra or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "conversa", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def authenticates(url: str, secret: str) -> bool:
+    with bootstrap(Settings.from_environ({"CONVERSA_DATABASE_URL": url})) as service:
+        return service.tokens.authenticate(secret) is not None
+
+
+def test_create_list_and_revoke_tokens(backend_url: str, tmp_path: Path) -> None:
+    assert conversa("migrate", url=backend_url, cwd=tmp_path).returncode == 0
+
+    created = conversa(
+        "token",
+        "create",
+        "ci-bot",
+        url=backend_url,
+        cwd=tmp_path,
+        extra={"CONVERSA_LOG_LEVEL": "DEBUG"},
+    )
+    assert created.returncode == 0, created.stderr
+    lines = created.stdout.splitlines()
+    secret = lines[-1]
+    assert secret.startswith("cnv_") and secret == secret.strip() and " " not in secret
+    assert lines[0].startswith("created token ci-bot (id ")
+    assert "not shown again" in lines[0]
+    assert created.stdout.count(secret) == 1  # once, alone, on the last line
+    assert "created api token name=ci-bot" in created.stderr  # logs were on, at DEBUG
+    assert secret not in created.stderr  # but the secret is never logged
+    assert authenticates(backend_url, secret)
+
+    other = conversa("token", "create", "deploy", url=backend_url, cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    other_secret = other.stdout.splitlines()[-1]
+
+    listed = conversa("token", "list", url=backend_url, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    table = [line.split() for line in listed.stdout.splitlines()]
+    assert table[0] == ["NAME", "ID", "CREATED", "STATUS"]
+    assert [(row[0], row[-1]) for row in table[1:]] == [("ci-bot", "active"), ("deploy", "active")]
+    assert secret not in listed.stdout and other_secret not in listed.stdout
+
+    revoked = conversa("token", "revoke", "ci-bot", url=backend_url, cwd=tmp_path)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "ci-bot" in revoked.stdout and "revoked" in revoked.stdout
+    assert not authenticates(backend_url, secret)
+    assert authenticates(backend_url, other_secret)
+    again = conversa("token", "revoke", "ci-bot", url=backend_url, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # revoking twice is harmless
+
+    as_json = conversa("token", "list", "--json", url=backend_url, cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    tokens = json.loads(as_json.stdout)
+    assert [(t["name"], t["status"]) for t in tokens] == [
+        ("ci-bot", "revoked"),
+        ("deploy", "active"),
+    ]
+    assert tokens[0]["revoked_at"] is not None and tokens[1]["revoked_at"] is None
+    assert tokens[0]["created_at"].endswith("Z")
+
+    unknown = conversa("token", "revoke", "nobody", url=backend_url, cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().startswith("conversa: no token named 'nobody'")
+    assert unknown.stdout == ""
+
+
+def test_bad_and_taken_names_are_refused_with_the_field_named(
+    backend_url: str, tmp_path: Path
+) -> None:
+    assert conversa("migrate", url=backend_url, cwd=tmp_path).returncode == 0
+    assert conversa("token", "create", "ci-bot", url=backend_url, cwd=tmp_path).returncode == 0
+
+    for name in ("ci bot", "x" * 65, "ci-bot"):
+        refused = conversa("token", "create", name, url=backend_url, cwd=tmp_path)
+        assert refused.returncode == 2, name
+        assert refused.stderr.strip().startswith("conversa: name:"), refused.stderr
+        assert "cnv_" not in refused.stdout  # no secret handed out for a token not stored
+    taken = conversa("token", "create", "ci-bot", url=backend_url, cwd=tmp_path)
+    assert "already exists" in taken.stderr
+
+    listed = conversa("token", "list", "--json", url=backend_url, cwd=tmp_path)
+    assert [t["name"] for t in json.loads(listed.stdout)] == ["ci-bot"]
