@@ -17,6 +17,7 @@ from eventsourcing.postgres import PostgresFactory
 from eventsourcing.sqlite import SQLiteFactory
 from psycopg import sql
 
+from conversa.adapters.payloads import PostgresPayloadStore, SQLitePayloadStore
 from conversa.adapters.readmodel.postgres import PostgresMessagesView
 from conversa.adapters.readmodel.sqlite import SQLiteMessagesView
 from conversa.app.application import ConversaApp
@@ -93,6 +94,13 @@ class PostgresBackend:
             view.create_table()
         return view
 
+    def payload_store(self, app: ConversaApp) -> PostgresPayloadStore:
+        factory = cast(PostgresFactory, app.factory)
+        store = PostgresPayloadStore(factory.datastore)
+        if factory.env_create_table():
+            store.create_table()
+        return store
+
     @contextlib.contextmanager
     def projection_lock(self) -> Iterator[bool]:
         # A session-level advisory lock lives as long as this connection: if the process
@@ -163,6 +171,13 @@ class SQLiteBackend:
         if factory.env_create_table():
             view.create_table()
         return view
+
+    def payload_store(self, app: ConversaApp) -> SQLitePayloadStore:
+        factory = cast(SQLiteFactory, app.factory)
+        store = SQLitePayloadStore(factory.datastore)
+        if factory.env_create_table():
+            store.create_table()
+        return store
 
     @contextlib.contextmanager
     def projection_lock(self) -> Iterator[bool]:

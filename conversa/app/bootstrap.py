@@ -62,6 +62,7 @@ def bootstrap(
         view=view,
         drivers=drivers,
         backend=backend,
+        payloads=backend.payload_store(app),
         on_close=on_close,
     )
 
@@ -73,6 +74,7 @@ def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> Non
     app = ConversaApp(env=backend.application_env(create_tables=True))
     try:
         backend.messages_view(app)
+        backend.payload_store(app)
     finally:
         app.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
@@ -55,8 +56,26 @@ class Driver(Protocol):
     def unavailable_reason(self, channel: Channel) -> str | None:
         """Why this driver cannot serve ``channel`` now (a missing setting), or None."""
 
+    def validate(self, message: OutboundMessage) -> None:
+        """Refuse, before anything is recorded, what this driver could never send (a
+        template it has no mapping for) with an ``InvalidRequest``."""
+
     def send(self, message: OutboundMessage) -> DriverResult:
         """Make one attempt. Provider refusals are results, not exceptions."""
+
+
+class PayloadStore(Protocol):
+    """Where message content waits for its retries when ``CONVERSA_STORE_BODY`` is false:
+    outside the event store, and deleted as soon as the message has an outcome."""
+
+    def put(self, message_id: UUID, content: Content, expires_at: datetime) -> None: ...
+
+    def get(self, message_id: UUID) -> Content | None: ...
+
+    def delete(self, message_id: UUID) -> None: ...
+
+    def purge_expired(self, now: datetime) -> int:
+        """Delete what outlived its retry window; return how many."""
 
 
 class EventSignal(Protocol):
@@ -81,6 +100,9 @@ class StorageBackend(Protocol):
 
     def messages_view(self, app: ConversaApp) -> MessagesView:
         """The read model, sharing the application's connection pool."""
+
+    def payload_store(self, app: ConversaApp) -> PayloadStore:
+        """The short-lived content store, sharing the application's connection pool."""
 
     def projection_lock(self) -> AbstractContextManager[bool]:
         """Try to become the one process that runs the projection; yields whether it did."""

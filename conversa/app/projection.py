@@ -43,6 +43,9 @@ class MessageRow:
     created_at: datetime
     updated_at: datetime
     version: int
+    #: When a dispatcher should next try (a retry, or the end of an attempt's lease);
+    #: None once the message has left ``queued``.
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,33 +94,45 @@ def apply_event(row: MessageRow | None, event: object) -> MessageRow:
             created_at=event.timestamp,
             updated_at=event.timestamp,
             version=event.originator_version,
+            next_attempt_at=event.next_attempt_at,
         )
     if row is None or event.originator_version != row.version + 1:
         have = "nothing" if row is None else f"version {row.version}"
         raise ProjectionOutOfSequence(
             f"message {event.originator_id}: event version {event.originator_version} after {have}"
         )
-    row = replace(row, version=event.originator_version, updated_at=event.timestamp)
-    if isinstance(event, Message.Sent):
-        return replace(
-            row,
+    changes: dict[str, Any] = {"version": event.originator_version, "updated_at": event.timestamp}
+    status = Status(row.status)
+    if isinstance(event, Message.AttemptStarted):
+        changes["next_attempt_at"] = event.lease_until
+    elif isinstance(event, Message.Retried):
+        changes.update(
+            attempts=row.attempts + 1,
+            error_code=event.code,
+            error_message=event.message,
+            next_attempt_at=event.next_attempt_at,
+        )
+    elif isinstance(event, Message.Sent):
+        changes.update(
             provider_message_id=event.provider_message_id or row.provider_message_id,
             attempts=row.attempts + (event.source == "driver"),
-            status=Status(row.status).merge(Status.SENT).value,
         )
-    if isinstance(event, Message.Delivered):
-        return replace(row, status=Status(row.status).merge(Status.DELIVERED).value)
-    if isinstance(event, Message.Read):
-        return replace(row, status=Status(row.status).merge(Status.READ).value)
-    if isinstance(event, Message.Failed):
-        return replace(
-            row,
+        status = status.merge(Status.SENT)
+    elif isinstance(event, Message.Delivered):
+        status = status.merge(Status.DELIVERED)
+    elif isinstance(event, Message.Read):
+        status = status.merge(Status.READ)
+    elif isinstance(event, Message.Failed):
+        changes.update(
             attempts=row.attempts + (event.source == "driver"),
             error_code=event.code,
             error_message=event.message,
-            status=Status(row.status).merge(Status(event.status)).value,
         )
-    return row
+        status = status.merge(Status(event.status))
+    changes["status"] = status.value
+    if status is not Status.QUEUED:
+        changes["next_attempt_at"] = None
+    return replace(row, **changes)
 
 
 class MessagesView(TrackingRecorder):
@@ -129,8 +144,15 @@ class MessagesView(TrackingRecorder):
         """The current rows of these messages (those that exist)."""
 
     @abstractmethod
-    def store(self, rows: Sequence[MessageRow], tracking: Tracking) -> None:
-        """Upsert ``rows`` and move the position to ``tracking``, atomically."""
+    def store(
+        self, rows: Sequence[MessageRow], tracking: Tracking, removed: Collection[UUID] = ()
+    ) -> None:
+        """Upsert ``rows``, delete the ``removed`` ones and move the position to
+        ``tracking``, atomically."""
+
+    @abstractmethod
+    def due(self, now: datetime, limit: int) -> list[UUID]:
+        """Messages whose next attempt is due, earliest first (served by an index)."""
 
     @abstractmethod
     def reset(self, application_name: str) -> None:

@@ -21,6 +21,7 @@ from conversa.app.application import ConversaApp
 from conversa.app.ports import EventSignal
 from conversa.app.projection import MessageRow, MessagesView, apply_event
 from conversa.domain.message import Message
+from conversa.domain.status import Status
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,19 @@ class ProjectionStatus:
 
 class Projector:
     def __init__(
-        self, app: ConversaApp, view: MessagesView, *, batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        app: ConversaApp,
+        view: MessagesView,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        keep_finished: bool = True,
     ) -> None:
+        """``keep_finished=False`` (``CONVERSA_LOG_MESSAGES=false``) keeps rows only while
+        their message waits in ``queued`` (the dispatcher's work list), not as a log."""
         self.app = app
         self.view = view
         self.batch_size = batch_size
+        self.keep_finished = keep_finished
         self._position: int | None = None
 
     def status(self) -> ProjectionStatus:
@@ -65,14 +74,25 @@ class Projector:
         events = [self.app.mapper.to_domain_event(n) for n in notifications]
         rows: dict[UUID, MessageRow] = self.view.load({e.originator_id for e in events})
         changed: dict[UUID, MessageRow] = {}
+        removed: set[UUID] = set()
         for event in events:
             if not isinstance(event, Message.Event):
                 continue  # other aggregates share the store; their positions still count
-            row = apply_event(rows.get(event.originator_id), event)
-            rows[event.originator_id] = changed[event.originator_id] = row
+            message_id = event.originator_id
+            if message_id in removed or (
+                not self.keep_finished
+                and message_id not in rows
+                and not isinstance(event, Message.Queued)
+            ):
+                continue  # a finished message whose row is not kept
+            row = apply_event(rows.get(message_id), event)
+            rows[message_id] = changed[message_id] = row
+            if not self.keep_finished and row.status != Status.QUEUED:
+                removed.add(message_id)
+                del changed[message_id]
         last = notifications[-1].id
         try:
-            self.view.store(list(changed.values()), Tracking(self.app.name, last))
+            self.view.store(list(changed.values()), Tracking(self.app.name, last), removed)
         except IntegrityError:
             # Another process moved the position first; start again from where it is.
             log.warning("projection position moved by another process; re-reading it")

@@ -6,25 +6,30 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
+from conversa.app.dispatch import Dispatcher, MessageNotFound, load_message
 from conversa.app.history import describe
-from conversa.app.ports import Driver, DriverError, DriverResult, OutboundMessage, StorageBackend
+from conversa.app.ports import Driver, OutboundMessage, PayloadStore, StorageBackend
 from conversa.app.projection import MessagePage, MessageQuery, MessagesView
-from conversa.app.projector import Projector
+from conversa.app.projector import DEFAULT_BATCH_SIZE, Projector
 from conversa.app.results import MessageState, SendResult
+from conversa.app.retry import RetryPolicy
 from conversa.app.settings import Settings
 from conversa.app.tokens import TokenService
 from conversa.domain.channel import Channel
-from conversa.domain.content import Content, parse_content
+from conversa.domain.content import Body, Content, parse_content
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
 from conversa.domain.message import Message, message_id_for
+
+__all__ = ["ConversaService", "MessageNotFound"]
 from conversa.domain.phone import PhoneNumber
 
 log = logging.getLogger(__name__)
@@ -35,13 +40,6 @@ MAX_IDEMPOTENCY_KEY = 255
 MAX_META_BYTES = 4096
 MAX_SENDER = 64
 SEND_OPTIONS = frozenset({"idempotency_key", "from", "meta"})
-#: How often an outcome is re-applied when a status report changed the message meanwhile.
-MAX_CONFLICT_RETRIES = 20
-
-
-class MessageNotFound(LookupError):
-    def __init__(self, message_id: object) -> None:
-        super().__init__(f"no message with id {message_id}")
 
 
 class ConversaService:
@@ -53,15 +51,38 @@ class ConversaService:
         view: MessagesView,
         drivers: Mapping[Channel, Driver],
         backend: StorageBackend,
+        payloads: PayloadStore,
         on_close: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        jitter: Callable[[float], float] | None = None,
     ) -> None:
         self.settings = settings
         self.app = app
         self.view = view
         self.drivers = dict(drivers)
         self.backend = backend
+        self.payloads = payloads
+        self.clock = clock
         self._on_close = on_close  # closes what bootstrap opened for the drivers
         self.tokens = TokenService(app)
+        policy = RetryPolicy(
+            max_retries=settings.max_retries,
+            base_seconds=settings.retry_base_seconds,
+            max_seconds=settings.retry_max_seconds,
+        )
+        if jitter is not None:
+            policy = replace(policy, jitter=jitter)
+        self.lease = timedelta(seconds=settings.attempt_lease_seconds)
+        self.payload_window = policy.window(settings.attempt_lease_seconds)
+        self.dispatcher = Dispatcher(
+            app=app,
+            view=view,
+            drivers=self.drivers,
+            payloads=payloads,
+            policy=policy,
+            lease=self.lease,
+            clock=clock,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ConversaService:
@@ -94,18 +115,27 @@ class ConversaService:
         content = parse_content(payload, parsed_channel)
         key: str | None = options.get("idempotency_key")
         driver = self.drivers[parsed_channel]
+        message_id = message_id_for(scope, key)
+        sender = options.get("from")
+        driver.validate(OutboundMessage(message_id, parsed_channel, recipient, sender, content))
+        store_body = self.settings.store_body
+        now = self.clock()
         message = Message(
-            id=message_id_for(scope, key),
+            id=message_id,
             channel=parsed_channel.value,
             to=recipient,
-            sender=options.get("from"),
-            content=content if self.settings.store_body else None,
+            sender=sender,
+            content=content if store_body else None,
             driver=driver.name,
             meta=options.get("meta", {}),
             idempotency_key=key,
-            fingerprint=_fingerprint(parsed_channel, recipient, content, options),
-            next_attempt_at=None,
+            fingerprint=_fingerprint(parsed_channel, recipient, content, options, store_body),
+            # The first attempt happens right below; if this process dies before its
+            # outcome is recorded, a dispatcher takes the message over once this passes.
+            next_attempt_at=now + self.lease,
         )
+        if not store_body:
+            self.payloads.put(message_id, content, now + self.payload_window)
         try:
             self.app.save(message)
         except IntegrityError:
@@ -119,49 +149,13 @@ class ConversaService:
             recipient.masked(),
             driver.name,
         )
-        return SendResult.of(self._dispatch(message, driver, content), replayed=False)
+        return SendResult.of(self.dispatcher.attempt(message, content), replayed=False)
 
     def _replay(self, attempted: Message) -> SendResult:
         stored = self._get(attempted.id)
         if stored.fingerprint != attempted.fingerprint:
             raise IdempotencyKeyMismatch
         return SendResult.of(stored, replayed=True)
-
-    def _dispatch(self, message: Message, driver: Driver, content: Content) -> Message:
-        reason = driver.unavailable_reason(message.channel)
-        if reason is not None:
-            log.warning(
-                "driver_unavailable message_id=%s driver=%s: %s", message.id, driver.name, reason
-            )
-            return self._record(
-                message.id,
-                lambda m: m.record_attempt_failed(
-                    "driver_unavailable", reason, source="driver_unavailable"
-                ),
-            )
-        outbound = OutboundMessage(message.id, message.channel, message.to, message.sender, content)
-        try:
-            result = driver.send(outbound)
-        except Exception as error:
-            # A driver must report refusals as results; an exception is a bug in it. The
-            # message is failed rather than left queued, and the log says where to look.
-            log.exception("driver %s raised on message_id=%s", driver.name, message.id)
-            result = DriverResult(error=_driver_crash(driver.name, error))
-        return self._record(message.id, lambda m: _apply_outcome(m, result))
-
-    def _record(self, message_id: UUID, command: Callable[[Message], object]) -> Message:
-        """Apply ``command`` to the latest version of a message and save it, again and
-        again if a concurrent writer (a status report) got there first."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            message = self._get(message_id)
-            command(message)
-            try:
-                self.app.save(message)
-            except IntegrityError:
-                continue
-            return message
-        msg = f"message {message_id} kept changing; gave up after {MAX_CONFLICT_RETRIES} tries"
-        raise RuntimeError(msg)
 
     # Reading
 
@@ -185,19 +179,16 @@ class ConversaService:
     def list_messages(self, query: MessageQuery) -> MessagePage:
         return self.view.query(query)
 
-    def projector(self, *, batch_size: int | None = None) -> Projector:
-        if batch_size is None:
-            return Projector(self.app, self.view)
-        return Projector(self.app, self.view, batch_size=batch_size)
+    def projector(self, *, batch_size: int = DEFAULT_BATCH_SIZE) -> Projector:
+        return Projector(
+            self.app,
+            self.view,
+            batch_size=batch_size,
+            keep_finished=self.settings.log_messages,
+        )
 
     def _get(self, message_id: UUID) -> Message:
-        try:
-            message: object = self.app.repository.get(message_id)
-        except AggregateNotFoundError:
-            raise MessageNotFound(message_id) from None
-        if not isinstance(message, Message):
-            raise MessageNotFound(message_id)
-        return message
+        return load_message(self.app, message_id)
 
     # Lifecycle
 
@@ -218,21 +209,6 @@ class ConversaService:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _apply_outcome(message: Message, result: DriverResult) -> None:
-    if result.ok and result.provider_message_id is not None:
-        message.record_accepted(result.provider_message_id, result.response)
-    else:
-        error = result.error
-        message.record_attempt_failed(
-            error.code if error else "driver_error",
-            error.message if error else "the driver returned neither a message id nor an error",
-        )
-
-
-def _driver_crash(driver: str, error: Exception) -> DriverError:
-    return DriverError("driver_error", f"the {driver} driver failed: {type(error).__name__}")
 
 
 def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
@@ -267,15 +243,29 @@ def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fingerprint(
-    channel: Channel, to: PhoneNumber, content: Content, options: Mapping[str, Any]
+    channel: Channel,
+    to: PhoneNumber,
+    content: Content,
+    options: Mapping[str, Any],
+    include_content: bool,
 ) -> str:
     """A digest of everything that makes a request what it is, to tell a retry of the same
-    request from a different request that reuses its idempotency key."""
+    request from a different request that reuses its idempotency key.
+
+    When bodies must not be stored, the digest covers only the content's shape (its length,
+    or the template's name and number of variables): a digest of a short text such as a
+    one-time code could be reversed by trying every code.
+    """
+    shape: dict[str, object] = (
+        {"body": len(content.text)}
+        if isinstance(content, Body)
+        else {"template": content.name, "variables": len(content.variables)}
+    )
     canonical = json.dumps(
         {
             "channel": channel.value,
             "to": to.e164,
-            "content": content.as_dict(),
+            "content": content.as_dict() if include_content else shape,
             "from": options.get("from"),
             "meta": options.get("meta", {}),
         },

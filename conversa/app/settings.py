@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     whatsapp_driver: Literal["whatsapp_cloud", "twilio", "log"] = "log"
     log_messages: bool = True
     max_retries: int = Field(default=3, ge=0, le=20)
+    retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    retry_max_seconds: float = Field(default=300.0, gt=0, le=86400)
+    attempt_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     store_body: bool = True
     redact_provider_response: bool = True
     webhook_base_url: str | None = None

@@ -24,6 +24,9 @@ class LogDriver:
     def unavailable_reason(self, channel: Channel) -> str | None:  # noqa: ARG002 - serves all
         return None
 
+    def validate(self, message: OutboundMessage) -> None:
+        """Any body or template name will do: nothing is sent."""
+
     def send(self, message: OutboundMessage) -> DriverResult:
         provider_message_id = f"log-{uuid4().hex}"
         content = message.content
@@ -43,17 +46,3 @@ class LogDriver:
             what,
         )
         return DriverResult(provider_message_id=provider_message_id, response={"driver": "log"})
-
-
-class MissingDriver:
-    """Stands in for a driver this build does not have, so sends are recorded as
-    ``driver_unavailable`` instead of crashing."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def unavailable_reason(self, channel: Channel) -> str | None:  # noqa: ARG002
-        return f"the {self.name} driver is not available in this version of Conversa"
-
-    def send(self, message: OutboundMessage) -> DriverResult:
-        raise AssertionError(f"{self.name} cannot send {message.message_id}: it is unavailable")

@@ -27,6 +27,7 @@ COLUMNS = (
     "created_at",
     "updated_at",
     "version",
+    "next_attempt_at",
 )
 
 # Every filter of GET /conversa/messages is served by an index ending in the sort order.
@@ -36,6 +37,9 @@ INDEXES = {
     "conversa_messages_channel_idx": "channel, created_at DESC, id DESC",
     "conversa_messages_recipient_idx": "recipient, created_at DESC, id DESC",
 }
+#: The dispatcher's scan for due attempts; only messages still waiting have a time.
+DUE_INDEX = "conversa_messages_due_idx"
+DUE_INDEX_COLUMNS = "next_attempt_at) WHERE (next_attempt_at IS NOT NULL"
 
 
 def row_params(row: MessageRow) -> dict[str, Any]:
@@ -57,6 +61,7 @@ def row_params(row: MessageRow) -> dict[str, Any]:
         "created_at": row.created_at,
         "updated_at": row.updated_at,
         "version": row.version,
+        "next_attempt_at": row.next_attempt_at,
     }
 
 
@@ -80,6 +85,7 @@ def row_from_record(record: Any) -> MessageRow:
         created_at=record["created_at"],
         updated_at=record["updated_at"],
         version=record["version"],
+        next_attempt_at=record["next_attempt_at"],
     )
 
 

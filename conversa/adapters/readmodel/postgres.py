@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +14,8 @@ from psycopg.types.json import Jsonb
 
 from conversa.adapters.readmodel.columns import (
     COLUMNS,
+    DUE_INDEX,
+    DUE_INDEX_COLUMNS,
     INDEXES,
     TABLE,
     query_filters,
@@ -41,9 +44,12 @@ CREATE TABLE IF NOT EXISTS {table} (
     meta jsonb NOT NULL,
     created_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL,
-    version integer NOT NULL
+    version integer NOT NULL,
+    next_attempt_at timestamptz
 )
 """
+# Tables made by an earlier version lack the columns added since.
+UPGRADES = ("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz",)
 
 
 class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
@@ -52,7 +58,9 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
         super().__init__(datastore, **kwargs)
         self.table = Identifier(self.datastore.schema, TABLE)
         self.sql_create_statements.append(SQL(CREATE_TABLE).format(table=self.table))
-        for name, columns in INDEXES.items():
+        for upgrade in UPGRADES:
+            self.sql_create_statements.append(SQL(upgrade).format(table=self.table))
+        for name, columns in {**INDEXES, DUE_INDEX: DUE_INDEX_COLUMNS}.items():
             self.sql_create_statements.append(
                 SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (" + columns + ")").format(
                     name=Identifier(name), table=self.table
@@ -81,11 +89,29 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             )
             return {r.id: r for r in map(row_from_record, curs.fetchall())}
 
-    def store(self, rows: Sequence[MessageRow], tracking: Tracking) -> None:
+    def store(
+        self, rows: Sequence[MessageRow], tracking: Tracking, removed: Collection[UUID] = ()
+    ) -> None:
         with self.datastore.transaction(commit=True) as curs:
             self._insert_tracking(curs, tracking)
             if rows:
                 curs.executemany(self.upsert, [_adapt(row) for row in rows])
+            if removed:
+                curs.execute(
+                    SQL("DELETE FROM {table} WHERE id = ANY(%s)").format(table=self.table),
+                    (list(removed),),
+                )
+
+    def due(self, now: datetime, limit: int) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT id FROM {table} WHERE next_attempt_at IS NOT NULL "
+                    "AND next_attempt_at <= %s ORDER BY next_attempt_at LIMIT %s"
+                ).format(table=self.table),
+                (now, limit),
+            )
+            return [record["id"] for record in curs.fetchall()]
 
     def reset(self, application_name: str) -> None:
         with self.datastore.transaction(commit=True) as curs:

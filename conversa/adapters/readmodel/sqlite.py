@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +17,8 @@ from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from conversa.adapters.readmodel.columns import (
     COLUMNS,
+    DUE_INDEX,
+    DUE_INDEX_COLUMNS,
     INDEXES,
     TABLE,
     query_filters,
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     meta TEXT NOT NULL,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    next_attempt_at TEXT
 )
 """
 
@@ -63,9 +66,19 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
         statements.append(CREATE_TABLE)
         statements.extend(
             f"CREATE INDEX IF NOT EXISTS {name} ON {TABLE} ({columns})"
-            for name, columns in INDEXES.items()
+            for name, columns in {**INDEXES, DUE_INDEX: DUE_INDEX_COLUMNS}.items()
         )
         return statements
+
+    def create_table(self) -> None:
+        # Tables made by an earlier version lack the columns added since; SQLite has no
+        # ADD COLUMN IF NOT EXISTS, so look first.
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(f"PRAGMA table_info({TABLE})")
+            present = {row[1] for row in curs.fetchall()}
+            if present and "next_attempt_at" not in present:
+                curs.execute(f"ALTER TABLE {TABLE} ADD COLUMN next_attempt_at TEXT")
+        super().create_table()
 
     def load(self, ids: Collection[UUID]) -> dict[UUID, MessageRow]:
         keys = [str(i) for i in ids]
@@ -79,11 +92,28 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
                 found.update((r.id, r) for r in map(_row, curs.fetchall()))
         return found
 
-    def store(self, rows: Sequence[MessageRow], tracking: Tracking) -> None:
+    def store(
+        self, rows: Sequence[MessageRow], tracking: Tracking, removed: Collection[UUID] = ()
+    ) -> None:
         with self.datastore.transaction(commit=True) as curs:
             self._insert_tracking(curs, tracking)
             if rows:
                 curs.executemany(UPSERT, [_params(row) for row in rows])
+            keys = [str(i) for i in removed]
+            for start in range(0, len(keys), CHUNK):
+                chunk = keys[start : start + CHUNK]
+                curs.execute(
+                    f"DELETE FROM {TABLE} WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+                )
+
+    def due(self, now: datetime, limit: int) -> list[UUID]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT id FROM {TABLE} WHERE next_attempt_at IS NOT NULL "
+                "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+                (_timestamp(now), limit),
+            )
+            return [UUID(record[0]) for record in curs.fetchall()]
 
     def reset(self, application_name: str) -> None:
         with self.datastore.transaction(commit=True) as curs:
@@ -126,10 +156,17 @@ def _params(row: MessageRow) -> dict[str, Any]:
     params["id"] = str(row.id)
     params["meta"] = json.dumps(row.meta, separators=(",", ":"))
     params["template"] = None if row.template is None else json.dumps(row.template)
-    # Fixed-width UTC timestamps sort correctly as text.
-    params["created_at"] = row.created_at.isoformat(timespec="microseconds")
-    params["updated_at"] = row.updated_at.isoformat(timespec="microseconds")
+    params["created_at"] = _timestamp(row.created_at)
+    params["updated_at"] = _timestamp(row.updated_at)
+    params["next_attempt_at"] = (
+        None if row.next_attempt_at is None else _timestamp(row.next_attempt_at)
+    )
     return params
+
+
+def _timestamp(moment: datetime) -> str:
+    # Fixed-width UTC timestamps sort and compare correctly as text.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _row(record: Any) -> MessageRow:
@@ -138,4 +175,6 @@ def _row(record: Any) -> MessageRow:
     values["template"] = None if values["template"] is None else json.loads(values["template"])
     values["created_at"] = datetime.fromisoformat(values["created_at"])
     values["updated_at"] = datetime.fromisoformat(values["updated_at"])
+    if values["next_attempt_at"] is not None:
+        values["next_attempt_at"] = datetime.fromisoformat(values["next_attempt_at"])
     return row_from_record(values)

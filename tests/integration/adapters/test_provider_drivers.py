@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from conversa.adapters.providers.log import LogDriver
-from conversa.adapters.providers.templates import TemplateCatalog
+from conversa.adapters.providers.templates import TemplateCatalog, UnknownTemplate
 from conversa.adapters.providers.twilio import TwilioConfig, TwilioDriver
 from conversa.adapters.providers.whatsapp_cloud import WhatsAppCloudConfig, WhatsAppCloudDriver
 from conversa.app.bootstrap import bootstrap, configured_drivers, migrate, provider_http_client
@@ -454,11 +454,12 @@ def test_the_service_sends_through_the_fakes_and_closes_the_client(
         assert refused.error is not None
         assert refused.error["code"] == "twilio_21610"
 
-        unknown = service.send("whatsapp", TO.e164, {"template": {"name": "nope"}})
-        assert unknown.status == "failed"
-        assert unknown.error is not None
-        assert unknown.error["code"] == "unknown_template"
-        assert meta.calls == 1  # no request for an unknown template
+        head = service.app.recorder.max_notification_id()
+        with pytest.raises(UnknownTemplate) as refused_template:
+            service.send("whatsapp", TO.e164, {"template": {"name": "nope"}})
+        assert refused_template.value.field == "template.name"
+        assert service.app.recorder.max_notification_id() == head  # nothing recorded
+        assert meta.calls == 1  # and no request for an unknown template
 
         client = driver_client(service.drivers[Channel.SMS])
         assert client is driver_client(service.drivers[Channel.WHATSAPP])

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import pytest
 
-from conversa.adapters.providers.log import LogDriver, MissingDriver
+from conversa.adapters.providers.log import LogDriver
 from conversa.app.bootstrap import bootstrap, migrate
 from conversa.app.ports import DriverResult, OutboundMessage
 from conversa.app.projection import MessageQuery
@@ -23,6 +23,7 @@ from conversa.domain.errors import (
     UnknownChannel,
 )
 from conversa.domain.message import Message
+from tests.support import make_settings
 
 
 class CountingDriver(LogDriver):
@@ -175,13 +176,15 @@ def test_invalid_requests_are_refused_and_store_nothing(
 
 
 def test_an_unavailable_driver_records_a_failed_message(settings: Settings) -> None:
-    migrate(settings)
-    missing = MissingDriver("twilio")
-    with bootstrap(settings, drivers={Channel.SMS: missing, Channel.WHATSAPP: missing}) as service:
+    # Twilio chosen for SMS, with none of its credentials set.
+    twilio = make_settings(settings.database_url, sms_driver="twilio")
+    migrate(twilio)
+    with bootstrap(twilio) as service:
         result = service.send("sms", "+15551234567", {"body": "hello"})
         assert not result.ok
         assert result.status == "failed"
         assert result.error is not None and result.error["code"] == "driver_unavailable"
+        assert "CONVERSA_TWILIO_SID" in result.error["message"]
         message: object = service.app.repository.get(result.message_id)
         assert isinstance(message, Message)
         assert message.attempts == 0

@@ -1,0 +1,183 @@
+"""Attempts: handing a message to its driver and recording what came of it.
+
+The first attempt runs inside ``send()``; retries and recoveries run in the dispatcher of
+``conversa worker`` (or of a server). Every attempt after the first is claimed by saving an
+``AttemptStarted`` event: two dispatchers that read the same version of a message cannot
+both save it, so only one of them calls the provider.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from conversa.app.application import ConversaApp
+from conversa.app.ports import Driver, DriverError, DriverResult, OutboundMessage, PayloadStore
+from conversa.app.projection import MessagesView
+from conversa.app.retry import RetryPolicy
+from conversa.domain.channel import Channel
+from conversa.domain.content import Content
+from conversa.domain.message import Message
+from conversa.domain.status import Status
+
+log = logging.getLogger(__name__)
+
+#: How often an outcome is re-applied when a status report changed the message meanwhile.
+MAX_CONFLICT_RETRIES = 20
+DUE_BATCH = 100
+
+
+class MessageNotFound(LookupError):
+    def __init__(self, message_id: object) -> None:
+        super().__init__(f"no message with id {message_id}")
+
+
+def load_message(app: ConversaApp, message_id: UUID) -> Message:
+    try:
+        message: object = app.repository.get(message_id)
+    except AggregateNotFoundError:
+        raise MessageNotFound(message_id) from None
+    if not isinstance(message, Message):
+        raise MessageNotFound(message_id)
+    return message
+
+
+def update_message(
+    app: ConversaApp, message_id: UUID, command: Callable[[Message], object]
+) -> Message:
+    """Apply ``command`` to the latest version of a message and save it, again and again
+    if a concurrent writer (a status report, another dispatcher) got there first."""
+    for _ in range(MAX_CONFLICT_RETRIES):
+        message = load_message(app, message_id)
+        command(message)
+        try:
+            app.save(message)
+        except IntegrityError:
+            continue
+        return message
+    msg = f"message {message_id} kept changing; gave up after {MAX_CONFLICT_RETRIES} tries"
+    raise RuntimeError(msg)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        app: ConversaApp,
+        view: MessagesView,
+        drivers: Mapping[Channel, Driver],
+        payloads: PayloadStore,
+        policy: RetryPolicy,
+        lease: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.app = app
+        self.view = view
+        self.drivers = drivers
+        self.payloads = payloads
+        self.policy = policy
+        self.lease = lease
+        self.clock = clock
+
+    def attempt(self, message: Message, content: Content) -> Message:
+        """Make the attempt ``message`` is claimed for, and record its outcome."""
+        driver = self.drivers[message.channel]
+        reason = driver.unavailable_reason(message.channel)
+        if reason is not None:
+            log.warning(
+                "driver_unavailable message_id=%s driver=%s: %s", message.id, driver.name, reason
+            )
+            result = DriverResult(error=DriverError("driver_unavailable", reason))
+        else:
+            outbound = OutboundMessage(
+                message.id, message.channel, message.to, message.sender, content
+            )
+            try:
+                result = driver.send(outbound)
+            except Exception as error:
+                # A driver must report refusals as results; an exception is a bug in it. The
+                # message is failed rather than left queued, and the log says where to look.
+                log.exception("driver %s raised on message_id=%s", driver.name, message.id)
+                result = DriverResult(
+                    error=DriverError(
+                        "driver_error", f"the {driver.name} driver failed: {type(error).__name__}"
+                    )
+                )
+        now = self.clock()
+        recorded = update_message(self.app, message.id, lambda m: self._apply(m, result, now))
+        if recorded.status is not Status.QUEUED:
+            self.payloads.delete(message.id)
+        return recorded
+
+    def _apply(self, message: Message, result: DriverResult, now: datetime) -> None:
+        if message.status is not Status.QUEUED and not result.ok:
+            return  # a report got there first; what the provider said stands
+        if result.ok and result.provider_message_id is not None:
+            message.record_accepted(result.provider_message_id, result.response)
+            return
+        error = result.error or DriverError(
+            "driver_error", "the driver returned neither a message id nor an error"
+        )
+        if error.code == "driver_unavailable":
+            message.record_attempt_failed(error.code, error.message, source="driver_unavailable")
+            return
+        attempt = message.attempts + 1
+        if error.transient and self.policy.allows_retry_after(attempt):
+            next_at = now + self.policy.delay(attempt)
+            log.info(
+                "retrying message_id=%s after attempt %d (%s) at %s",
+                message.id,
+                attempt,
+                error.code,
+                next_at.isoformat(),
+            )
+            message.record_retry(error.code, error.message, next_at)
+            return
+        if error.transient:
+            message.record_attempt_failed(
+                error.code, f"{error.message} (gave up after {attempt} attempts)"
+            )
+        else:
+            message.record_attempt_failed(error.code, error.message)
+
+    def dispatch_due(self, limit: int = DUE_BATCH) -> int:
+        """Make every attempt that is due (retries, and sends a crash left unfinished);
+        return how many attempts this process made."""
+        made = 0
+        for message_id in self.view.due(self.clock(), limit):
+            if self.dispatch(message_id):
+                made += 1
+        return made
+
+    def dispatch(self, message_id: UUID) -> bool:
+        """Claim and make the next attempt of one message, if it is due and nobody else
+        claimed it first."""
+        now = self.clock()
+        message = load_message(self.app, message_id)
+        if not message.claim_attempt(now, now + self.lease):
+            return False  # the read model was behind: already sent, failed or claimed
+        try:
+            self.app.save(message)
+        except IntegrityError:
+            return False  # another dispatcher (or a report) changed it first
+        content = message.content or self.payloads.get(message.id)
+        if content is None:
+            update_message(
+                self.app,
+                message.id,
+                lambda m: m.record_attempt_failed(
+                    "payload_expired",
+                    "the content of this message was not stored and its retry window passed",
+                ),
+            )
+            return False
+        self.attempt(message, content)
+        return True
+
+    def purge_expired_payloads(self) -> int:
+        return self.payloads.purge_expired(self.clock())
