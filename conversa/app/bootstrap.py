@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
 import httpx
@@ -31,8 +32,11 @@ def bootstrap(
     *,
     drivers: Mapping[Channel, Driver] | None = None,
     backend: StorageBackend | None = None,
+    clock: Callable[[], datetime] | None = None,
+    jitter: Callable[[float], float] | None = None,
 ) -> ConversaService:
-    """Build the service. ``drivers`` and ``backend`` replace the configured ones (tests)."""
+    """Build the service. ``drivers`` and ``backend`` replace the configured ones; ``clock``
+    and ``jitter`` (a random wait up to the given ceiling) make time deterministic."""
     on_close: Callable[[], None] | None = None
     if drivers is None:
         # First, so that a bad templates file stops start-up before anything is opened.
@@ -64,6 +68,8 @@ def bootstrap(
         backend=backend,
         payloads=backend.payload_store(app),
         on_close=on_close,
+        clock=clock,
+        jitter=jitter,
     )
 
 

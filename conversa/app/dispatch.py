@@ -165,6 +165,7 @@ class Dispatcher:
             self.app.save(message)
         except IntegrityError:
             return False  # another dispatcher (or a report) changed it first
+        log.info("claimed attempt %d of message_id=%s", message.attempts + 1, message.id)
         content = message.content or self.payloads.get(message.id)
         if content is None:
             update_message(

@@ -23,6 +23,14 @@ def describe(event: Message.Event) -> dict[str, Any]:
     if isinstance(event, Message.Queued):
         entry.update(channel=event.channel, to=event.to.e164, driver=event.driver)
         entry["from"] = event.sender
+    elif isinstance(event, Message.AttemptStarted):
+        entry.update(attempt=event.attempt, lease_until=rfc3339(event.lease_until))
+    elif isinstance(event, Message.Retried):
+        entry.update(
+            attempt=event.attempt,
+            error={"code": event.code, "message": event.message},
+            next_attempt_at=rfc3339(event.next_attempt_at),
+        )
     elif isinstance(event, Message.Sent):
         entry.update(provider_message_id=event.provider_message_id or None, source=event.source)
     elif isinstance(event, Message.Delivered | Message.Read):

@@ -53,7 +53,7 @@ class ConversaService:
         backend: StorageBackend,
         payloads: PayloadStore,
         on_close: Callable[[], None] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] | None = None,
         jitter: Callable[[float], float] | None = None,
     ) -> None:
         self.settings = settings
@@ -62,7 +62,7 @@ class ConversaService:
         self.drivers = dict(drivers)
         self.backend = backend
         self.payloads = payloads
-        self.clock = clock
+        self.clock = clock or _utc_now
         self._on_close = on_close  # closes what bootstrap opened for the drivers
         self.tokens = TokenService(app)
         policy = RetryPolicy(
@@ -81,7 +81,7 @@ class ConversaService:
             payloads=payloads,
             policy=policy,
             lease=self.lease,
-            clock=clock,
+            clock=self.clock,
         )
 
     @classmethod
@@ -282,3 +282,7 @@ def _as_uuid(value: UUID | str) -> UUID:
         return UUID(value)
     except ValueError:
         raise MessageNotFound(value) from None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
