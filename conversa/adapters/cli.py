@@ -263,3 +263,27 @@ def token_revoke(name: str) -> None:
             fail(f"{error}; `conversa token list` shows the tokens there are")
     revoked_at = info.revoked_at.strftime("%Y-%m-%d %H:%M:%SZ") if info.revoked_at else "?"
     click.echo(f"token {info.name} (id {info.id}) is revoked (since {revoked_at})")
+
+
+@main.command(name="diagnose")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def diagnose_command(as_json: bool) -> None:
+    """Check the database, the projection, each channel's driver and the webhook secrets;
+    exit 1 when anything needs action. Secrets are reported only as set or missing."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from conversa.app.diagnosis import diagnose
+
+    settings = load_settings()
+    checks = diagnose(settings, bootstrap)
+    healthy = all(check.ok for check in checks)
+    if as_json:
+        click.echo(json.dumps({"ok": healthy, "checks": [c.as_dict() for c in checks]}, indent=2))
+    else:
+        table = Table("check", "status", "detail")
+        for check in checks:
+            table.add_row(check.name, "ok" if check.ok else "[bold red]ACTION[/]", check.detail)
+        Console().print(table)
+    if not healthy:
+        sys.exit(1)

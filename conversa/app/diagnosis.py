@@ -1,0 +1,115 @@
+"""``conversa diagnose``: what an operator must fix before Conversa can do its work.
+
+Each check names a thing, says whether it is fine, and if not what to do. Secrets are
+only ever reported as set or missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from eventsourcing.persistence import PersistenceError
+
+from conversa.app.service import ConversaService
+from conversa.app.settings import Settings
+from conversa.domain.channel import Channel
+
+#: A read model further behind than this many events needs a worker's attention.
+MAX_HEALTHY_LAG = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def diagnose(
+    settings: Settings, open_service: Callable[[Settings], ConversaService]
+) -> list[Check]:
+    checks = [*configuration_checks(settings)]
+    try:
+        service = open_service(settings)
+    except (PersistenceError, OSError, RuntimeError) as error:
+        # RuntimeError: SchemaMissing, whose message says to run `conversa migrate`.
+        checks.insert(0, Check("database", False, _first_line(error)))
+        return checks
+    with service:
+        checks.insert(0, Check("database", True, f"{service.backend.kind}, schema current"))
+        checks.insert(1, _projection_check(service))
+        checks[2:2] = _driver_checks(service)
+    return checks
+
+
+def _projection_check(service: ConversaService) -> Check:
+    status = service.projector().status()
+    detail = f"position {status.position}, head {status.head}, lag {status.lag}"
+    if status.lag > MAX_HEALTHY_LAG:
+        return Check("projection", False, f"{detail}: is a worker (or a server) running?")
+    return Check("projection", True, detail)
+
+
+def _driver_checks(service: ConversaService) -> list[Check]:
+    checks = []
+    for channel in Channel:
+        driver = service.drivers[channel]
+        reason = driver.unavailable_reason(channel)
+        name = f"{channel} driver"
+        checks.append(
+            Check(name, True, f"{driver.name}, available")
+            if reason is None
+            else Check(name, False, f"{driver.name}, unavailable: {reason}")
+        )
+    return checks
+
+
+def configuration_checks(settings: Settings) -> list[Check]:
+    """Webhook settings the chosen drivers need to hear back from their providers."""
+    in_use = {settings.sms_driver, settings.whatsapp_driver}
+    checks = []
+    if in_use - {"log"}:
+        checks.append(
+            Check("webhook base URL", True, settings.webhook_base_url)
+            if settings.webhook_base_url
+            else Check(
+                "webhook base URL",
+                False,
+                "CONVERSA_WEBHOOK_BASE_URL is not set: providers cannot report delivery",
+            )
+        )
+    if "twilio" in in_use:
+        checks.append(
+            _secret("twilio webhook secret", "CONVERSA_TWILIO_TOKEN", settings.twilio_token)
+        )
+    if "whatsapp_cloud" in in_use:
+        checks.append(
+            _secret(
+                "whatsapp_cloud webhook secret",
+                "CONVERSA_WHATSAPP_APP_SECRET",
+                settings.whatsapp_app_secret,
+            )
+        )
+        checks.append(
+            _secret(
+                "whatsapp_cloud verify token",
+                "CONVERSA_WHATSAPP_VERIFY_TOKEN",
+                settings.whatsapp_verify_token,
+            )
+        )
+    return checks
+
+
+def _secret(name: str, variable: str, value: object) -> Check:
+    if value is None:
+        return Check(name, False, f"{variable} is missing: webhooks will be refused (403)")
+    return Check(name, True, f"{variable} is set")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
