@@ -142,7 +142,7 @@ def configured_drivers(settings: Settings) -> ConfiguredDrivers:
         return client
 
     factories: dict[str, Callable[[], Driver]] = {
-        "log": lambda: LogDriver(log_text=settings.store_body),
+        "log": lambda: LogDriver(log_text=settings.store_body, templates=templates),
         "twilio": lambda: TwilioDriver(
             TwilioConfig.from_settings(settings), shared_client(), templates
         ),

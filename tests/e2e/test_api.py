@@ -10,7 +10,14 @@ from typing import Any
 
 import httpx
 
+from conversa.app.bootstrap import bootstrap
+from conversa.app.service import ConversaService
 from tests.e2e.conftest import Server, running_server
+from tests.support import make_settings
+
+
+def bootstrap_for(server: Server) -> ConversaService:
+    return bootstrap(make_settings(server.database_url))
 
 
 def wait_listed(client: httpx.Client, message_id: str, status: str) -> dict[str, Any]:
@@ -315,3 +322,36 @@ def test_the_rate_limit_is_shared_by_processes_through_redis(
             for server in (a, b, a, b, a, b)
         ]
     assert codes == [200, 200, 200, 200, 429, 429]
+
+
+def test_an_unknown_template_is_refused_before_anything_is_sent(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates.toml"
+    templates.write_text(
+        '[order_shipped]\nwhatsapp_cloud = { name = "order_shipped", language = "en_US" }\n'
+    )
+    with (
+        running_server(postgres_url, tmp_path, templates_file=str(templates)) as server,
+        server.client() as client,
+    ):
+        refused = client.post(
+            "/conversa/messages",
+            json={"channel": "whatsapp", "to": "+15551234567", "template": {"name": "nope"}},
+        )
+        assert refused.status_code == 422
+        assert refused.json()["error"]["code"] == "unknown_template"
+        assert "template.name" in refused.json()["error"]["fields"]
+        known = client.post(
+            "/conversa/messages",
+            json={
+                "channel": "whatsapp",
+                "to": "+15551234567",
+                "template": {"name": "order_shipped", "variables": ["1Z9"]},
+            },
+        )
+        assert known.status_code == 201
+        with bootstrap_for(server) as service:
+            stored = service.app.recorder.select_notifications(start=None, limit=100)
+            queued = [n for n in stored if n.topic.endswith("Message.Queued")]
+            assert len(queued) == 1  # only the known template was recorded

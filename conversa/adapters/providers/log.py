@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from uuid import uuid4
 
+from conversa.adapters.providers.templates import TemplateCatalog, UnknownTemplate
 from conversa.app.ports import DriverResult, OutboundMessage
 from conversa.domain.channel import Channel
-from conversa.domain.content import Body
+from conversa.domain.content import Body, Template
 
 log = logging.getLogger("conversa.driver.log")
 
@@ -18,14 +19,19 @@ class LogDriver:
 
     name = "log"
 
-    def __init__(self, *, log_text: bool) -> None:
+    def __init__(self, *, log_text: bool, templates: TemplateCatalog | None = None) -> None:
         self.log_text = log_text
+        self.templates = templates or TemplateCatalog()
 
     def unavailable_reason(self, channel: Channel) -> str | None:  # noqa: ARG002 - serves all
         return None
 
     def validate(self, message: OutboundMessage) -> None:
-        """Any body or template name will do: nothing is sent."""
+        """Any body will do. A template must be one the templates file defines, when there
+        is one, so that a name that would fail in production fails here too."""
+        content = message.content
+        if isinstance(content, Template) and self.templates and content.name not in self.templates:
+            raise UnknownTemplate(content.name, self.name, known=False)
 
     def send(self, message: OutboundMessage) -> DriverResult:
         provider_message_id = f"log-{uuid4().hex}"

@@ -135,6 +135,9 @@ class TemplateCatalog:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
     def __len__(self) -> int:
         return len(self._entries)
 

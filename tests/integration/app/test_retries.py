@@ -28,7 +28,11 @@ from tests.fakes.providers import (
     SERVICE_UNAVAILABLE,
     TWILIO_SID,
     TWILIO_TOKEN,
+    WHATSAPP_PHONE_ID,
+    WHATSAPP_TOKEN,
     FakeTwilio,
+    FakeWhatsAppCloud,
+    meta_error,
     running,
     slow,
     twilio_error,
@@ -281,3 +285,37 @@ def test_without_the_message_log_only_waiting_messages_keep_a_row(
         service.projector().catch_up()
         assert service.view.all_rows() == []
         assert service.get_message(waiting.message_id).status == "sent"
+
+
+def test_meta_errors_are_classified_by_their_code(backend_url: str, clock: Clock) -> None:
+    """Meta answers HTTP 400 to throttling and to refusals alike: the code decides."""
+    with FakeWhatsAppCloud() as meta:
+        settings = make_settings(
+            backend_url,
+            whatsapp_driver="whatsapp_cloud",
+            whatsapp_phone_id=WHATSAPP_PHONE_ID,
+            whatsapp_token=WHATSAPP_TOKEN,
+            whatsapp_api_base=meta.url,
+            retry_base_seconds="5",
+        )
+        migrate(settings)
+        with bootstrap(settings, clock=clock, jitter=lambda ceiling: ceiling) as service:
+            meta.answer(meta_error(130429), meta_error(131056))
+            throttled = service.send("whatsapp", TO, {"body": BODY})
+            assert throttled.status == "queued"
+            for wait in (5, 10):
+                clock.advance(wait)
+                assert tick(service) == 1
+            done = service.get_message(throttled.message_id)
+            assert (done.status, done.attempts) == ("sent", 3)
+            assert done.provider_message_id is not None
+            assert done.provider_message_id.startswith("wamid.")
+
+            meta.answer(meta_error(131026))
+            refused = service.send("whatsapp", TO, {"body": BODY})
+            assert refused.status == "failed"
+            assert refused.error is not None and refused.error["code"] == "whatsapp_cloud_131026"
+            clock.advance(3600)
+            assert tick(service) == 0
+            assert meta.calls == 4
+            assert history(service, refused.message_id) == ["Queued", "Failed"]

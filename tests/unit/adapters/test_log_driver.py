@@ -90,3 +90,19 @@ def test_with_log_text_template_variables_are_logged(caplog: pytest.LogCaptureFi
     assert LogDriver(log_text=True).send(outbound(content, Channel.WHATSAPP)).ok
     (line,) = driver_lines(caplog)
     assert "8351" in line
+
+
+def test_with_a_templates_file_only_its_templates_pass() -> None:
+    from conversa.adapters.providers.templates import TemplateCatalog, UnknownTemplate
+
+    catalog = TemplateCatalog.parse(
+        '[order_shipped]\nwhatsapp_cloud = { name = "order_shipped", language = "en_US" }\n'
+    )
+    driver = LogDriver(log_text=True, templates=catalog)
+    driver.validate(outbound(Template("order_shipped", ("1Z9",)), Channel.WHATSAPP))
+    driver.validate(outbound(Body("free text is always fine")))
+    with pytest.raises(UnknownTemplate) as refused:
+        driver.validate(outbound(Template("nope", ()), Channel.WHATSAPP))
+    assert refused.value.field == "template.name"
+    # Without a templates file, the log driver takes any name (development).
+    LogDriver(log_text=True).validate(outbound(Template("nope", ()), Channel.WHATSAPP))
