@@ -110,8 +110,8 @@ class Dispatcher:
                 )
         now = self.clock()
         recorded = update_message(self.app, message.id, lambda m: self._apply(m, result, now))
-        if recorded.status is not Status.QUEUED:
-            self.payloads.delete(message.id)
+        if recorded.status is not Status.QUEUED and recorded.content is None:
+            self.payloads.delete(message.id)  # the content waited there; it is not needed now
         return recorded
 
     def _apply(self, message: Message, result: DriverResult, now: datetime) -> None:
