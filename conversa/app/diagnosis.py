@@ -42,7 +42,8 @@ def diagnose(
     with service:
         checks.insert(0, Check("database", True, f"{service.backend.kind}, schema current"))
         checks.insert(1, _projection_check(service))
-        checks[2:2] = _driver_checks(service)
+        checks.insert(2, _unmatched_reports_check(service))
+        checks[3:3] = _driver_checks(service)
     return checks
 
 
@@ -52,6 +53,18 @@ def _projection_check(service: ConversaService) -> Check:
     if status.lag > MAX_HEALTHY_LAG:
         return Check("projection", False, f"{detail}: is a worker (or a server) running?")
     return Check("projection", True, detail)
+
+
+def _unmatched_reports_check(service: ConversaService) -> Check:
+    count = service.reporter.unmatched()
+    if count:
+        return Check(
+            "status reports",
+            False,
+            f"{count} report(s) name provider ids no sent message has; they are kept and "
+            "applied if such a send is recorded (is another deployment using these credentials?)",
+        )
+    return Check("status reports", True, "every report matched a message")
 
 
 def _driver_checks(service: ConversaService) -> list[Check]:

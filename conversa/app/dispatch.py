@@ -13,12 +13,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
+from conversa.app.messages import load_message, update_message
 from conversa.app.ports import Driver, DriverError, DriverResult, OutboundMessage, PayloadStore
 from conversa.app.projection import MessagesView
+from conversa.app.reporting import link_sent
 from conversa.app.retry import RetryPolicy
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content
@@ -27,41 +29,7 @@ from conversa.domain.status import Status
 
 log = logging.getLogger(__name__)
 
-#: How often an outcome is re-applied when a status report changed the message meanwhile.
-MAX_CONFLICT_RETRIES = 20
 DUE_BATCH = 100
-
-
-class MessageNotFound(LookupError):
-    def __init__(self, message_id: object) -> None:
-        super().__init__(f"no message with id {message_id}")
-
-
-def load_message(app: ConversaApp, message_id: UUID) -> Message:
-    try:
-        message: object = app.repository.get(message_id)
-    except AggregateNotFoundError:
-        raise MessageNotFound(message_id) from None
-    if not isinstance(message, Message):
-        raise MessageNotFound(message_id)
-    return message
-
-
-def update_message(
-    app: ConversaApp, message_id: UUID, command: Callable[[Message], object]
-) -> Message:
-    """Apply ``command`` to the latest version of a message and save it, again and again
-    if a concurrent writer (a status report, another dispatcher) got there first."""
-    for _ in range(MAX_CONFLICT_RETRIES):
-        message = load_message(app, message_id)
-        command(message)
-        try:
-            app.save(message)
-        except IntegrityError:
-            continue
-        return message
-    msg = f"message {message_id} kept changing; gave up after {MAX_CONFLICT_RETRIES} tries"
-    raise RuntimeError(msg)
 
 
 class Dispatcher:
@@ -109,23 +77,29 @@ class Dispatcher:
                     )
                 )
         now = self.clock()
-        recorded = update_message(self.app, message.id, lambda m: self._apply(m, result, now))
+        recorded = update_message(
+            self.app, message.id, lambda m: self._apply(m, result, now, driver.name)
+        )
         if recorded.status is not Status.QUEUED and recorded.content is None:
             self.payloads.delete(message.id)  # the content waited there; it is not needed now
         return recorded
 
-    def _apply(self, message: Message, result: DriverResult, now: datetime) -> None:
+    def _apply(
+        self, message: Message, result: DriverResult, now: datetime, driver: str
+    ) -> list[Aggregate]:
+        """Record the outcome on ``message``; return the other aggregates to save with it."""
         if message.status is not Status.QUEUED and not result.ok:
-            return  # a report got there first; what the provider said stands
+            return []  # a report got there first; what the provider said stands
         if result.ok and result.provider_message_id is not None:
             message.record_accepted(result.provider_message_id, result.response)
-            return
+            index = link_sent(self.app, message, driver)
+            return [index] if index is not None else []
         error = result.error or DriverError(
             "driver_error", "the driver returned neither a message id nor an error"
         )
         if error.code == "driver_unavailable":
             message.record_attempt_failed(error.code, error.message, source="driver_unavailable")
-            return
+            return []
         attempt = message.attempts + 1
         if error.transient and self.policy.allows_retry_after(attempt):
             next_at = now + self.policy.delay(attempt)
@@ -137,13 +111,14 @@ class Dispatcher:
                 next_at.isoformat(),
             )
             message.record_retry(error.code, error.message, next_at)
-            return
+            return []
         if error.transient:
             message.record_attempt_failed(
                 error.code, f"{error.message} (gave up after {attempt} attempts)"
             )
         else:
             message.record_attempt_failed(error.code, error.message)
+        return []
 
     def dispatch_due(self, limit: int = DUE_BATCH) -> int:
         """Make every attempt that is due (retries, and sends a crash left unfinished);
@@ -168,17 +143,16 @@ class Dispatcher:
         log.info("claimed attempt %d of message_id=%s", message.attempts + 1, message.id)
         content = message.content or self.payloads.get(message.id)
         if content is None:
-            update_message(
-                self.app,
-                message.id,
-                lambda m: m.record_attempt_failed(
-                    "payload_expired",
-                    "the content of this message was not stored and its retry window passed",
-                ),
-            )
+            update_message(self.app, message.id, _payload_expired)
             return False
         self.attempt(message, content)
         return True
 
     def purge_expired_payloads(self) -> int:
         return self.payloads.purge_expired(self.clock())
+
+
+def _payload_expired(message: Message) -> None:
+    message.record_attempt_failed(
+        "payload_expired", "the content of this message was not stored and its retry window passed"
+    )

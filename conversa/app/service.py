@@ -15,11 +15,14 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
-from conversa.app.dispatch import Dispatcher, MessageNotFound, load_message
+from conversa.app.dispatch import Dispatcher
 from conversa.app.history import describe
+from conversa.app.messages import MessageNotFound, load_message
 from conversa.app.ports import Driver, OutboundMessage, PayloadStore, StorageBackend
 from conversa.app.projection import MessagePage, MessageQuery, MessagesView
 from conversa.app.projector import DEFAULT_BATCH_SIZE, Projector
+from conversa.app.reporting import Reporter
+from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.results import MessageState, SendResult
 from conversa.app.retry import RetryPolicy
 from conversa.app.settings import Settings
@@ -65,6 +68,7 @@ class ConversaService:
         self.clock = clock or _utc_now
         self._on_close = on_close  # closes what bootstrap opened for the drivers
         self.tokens = TokenService(app)
+        self.reporter = Reporter(app)
         policy = RetryPolicy(
             max_retries=settings.max_retries,
             base_seconds=settings.retry_base_seconds,
@@ -156,6 +160,10 @@ class ConversaService:
         if stored.fingerprint != attempted.fingerprint:
             raise IdempotencyKeyMismatch
         return SendResult.of(stored, replayed=True)
+
+    def record_report(self, report: StatusReport) -> ReportOutcome:
+        """Apply a provider's status report (see :class:`Reporter`)."""
+        return self.reporter.record(report)
 
     # Reading
 

@@ -19,9 +19,11 @@ from starlette.routing import Route
 from conversa.adapters.http.auth import Authenticator, RateLimiter
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.messages import list_messages, send_message, show_message
+from conversa.adapters.http.metrics import Metrics, metrics
 from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
 from conversa.adapters.http.state import HttpState, http_state
+from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
 from conversa.app.service import ConversaService
 from conversa.app.worker import Worker
 
@@ -55,6 +57,7 @@ def create_app(
             service=service,
             authenticator=Authenticator(service.tokens),
             rate_limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+            metrics=Metrics(service),
         )
         stop = threading.Event()
         thread = Worker(service).start(stop) if run_worker else None
@@ -73,8 +76,11 @@ def create_app(
             Route("/conversa/messages", send_message, methods=["POST"]),
             Route("/conversa/messages", list_messages, methods=["GET"]),
             Route("/conversa/messages/{message_id}", show_message, methods=["GET"]),
+            Route("/conversa/webhooks/{provider}", webhook_handshake, methods=["GET"]),
+            Route("/conversa/webhooks/{provider}", webhook_callback, methods=["POST"]),
             Route("/conversa/health", health, methods=["GET"]),
             Route("/conversa/openapi.json", openapi, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 
 from conversa.adapters.http.bodies import read_json_object
 from conversa.adapters.http.errors import invalid
-from conversa.adapters.http.state import application_request
+from conversa.adapters.http.state import application_request, http_state
 from conversa.app.projection import MessageQuery
 from conversa.app.results import MessageState
 from conversa.app.service import MAX_IDEMPOTENCY_KEY, MessageNotFound
@@ -49,6 +49,7 @@ async def send_message(request: Request) -> JSONResponse:
         opts,
         scope=str(context.token.id),
     )
+    http_state(request).metrics.messages_sent.labels(result.message.channel, result.status).inc()
     location = f"/conversa/messages/{result.message_id}"
     if result.replayed:
         return JSONResponse(

@@ -166,6 +166,14 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "WebhookReceipt": {
+        "type": "object",
+        "required": ["received", "inbound_messages"],
+        "properties": {
+            "received": {"type": "integer", "minimum": 0},
+            "inbound_messages": {"type": "integer", "minimum": 0},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status"],
@@ -269,6 +277,74 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "404": _error("No such message"),
                 "429": RATE_LIMITED,
+            },
+        }
+    },
+    "/conversa/webhooks/{provider}": {
+        "parameters": [
+            {
+                "name": "provider",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "enum": ["twilio", "whatsapp_cloud"]},
+            }
+        ],
+        "get": {
+            "operationId": "webhookHandshake",
+            "summary": "Meta's subscription handshake",
+            "parameters": [
+                {"name": "hub.mode", "in": "query", "schema": {"type": "string"}},
+                {"name": "hub.verify_token", "in": "query", "schema": {"type": "string"}},
+                {"name": "hub.challenge", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The challenge, echoed",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "403": _error("The verify token does not match, or none is configured"),
+                "404": _error("Unknown provider"),
+                "405": _error("Twilio sends its callbacks with POST"),
+            },
+        },
+        "post": {
+            "operationId": "webhookCallback",
+            "summary": "A provider's status callback (signed)",
+            "parameters": [
+                {"name": "X-Twilio-Signature", "in": "header", "schema": {"type": "string"}},
+                {"name": "X-Hub-Signature-256", "in": "header", "schema": {"type": "string"}},
+                {
+                    "name": "message_id",
+                    "in": "query",
+                    "description": "Our message id, in the callback URL given to Twilio",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                    "application/json": {"schema": {"type": "object"}},
+                },
+            },
+            "responses": {
+                "200": _json(_ref("WebhookReceipt"), "Verified and processed"),
+                "400": _error("Not the provider's format"),
+                "403": _error("Missing or wrong signature, or no secret configured"),
+                "404": _error("Unknown provider"),
+                "413": _error("Body over 1 MiB"),
+            },
+        },
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics of this process",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
             },
         }
     },

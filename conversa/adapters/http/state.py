@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from conversa.adapters.http.auth import Authenticator, RateLimiter
+from conversa.adapters.http.metrics import Metrics
 from conversa.app.service import ConversaService
 from conversa.app.tokens import TokenInfo
 
@@ -16,6 +17,7 @@ class HttpState:
     service: ConversaService
     authenticator: Authenticator
     rate_limiter: RateLimiter
+    metrics: Metrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -527,3 +527,10 @@ def assert_free_of(value: object, *needles: str) -> None:
     for needle in needles:
         assert needle not in text
         assert needle.removeprefix("+") not in text
+
+
+def test_an_error_code_in_unusual_digits_is_not_a_crash() -> None:
+    from conversa.adapters.providers.common import positive_int
+
+    assert positive_int("21211") == 21211
+    assert positive_int("²") is None  # a digit to str.isdigit, not to int()

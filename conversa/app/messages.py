@@ -1,0 +1,51 @@
+"""Loading and saving messages, with the retry that optimistic concurrency calls for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from conversa.app.application import ConversaApp
+from conversa.domain.message import Message
+
+#: How often an outcome is re-applied when a status report changed the message meanwhile.
+MAX_CONFLICT_RETRIES = 20
+
+
+class MessageNotFound(LookupError):
+    def __init__(self, message_id: object) -> None:
+        super().__init__(f"no message with id {message_id}")
+
+
+def load_message(app: ConversaApp, message_id: UUID) -> Message:
+    try:
+        message: object = app.repository.get(message_id)
+    except AggregateNotFoundError:
+        raise MessageNotFound(message_id) from None
+    if not isinstance(message, Message):
+        raise MessageNotFound(message_id)
+    return message
+
+
+def update_message(
+    app: ConversaApp,
+    message_id: UUID,
+    command: Callable[[Message], Iterable[Aggregate] | None],
+) -> Message:
+    """Apply ``command`` to the latest version of a message and save it, with whatever
+    other aggregates the command returns, in one transaction; again and again if a
+    concurrent writer (a status report, another dispatcher) got there first."""
+    for _ in range(MAX_CONFLICT_RETRIES):
+        message = load_message(app, message_id)
+        others = command(message) or ()
+        try:
+            app.save(message, *others)
+        except IntegrityError:
+            continue
+        return message
+    msg = f"message {message_id} kept changing; gave up after {MAX_CONFLICT_RETRIES} tries"
+    raise RuntimeError(msg)
