@@ -26,9 +26,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
-from conversa.adapters.providers.common import MAX_ERROR_MESSAGE
+from conversa.adapters.providers.common import MAX_ERROR_MESSAGE, scrub
 from conversa.adapters.providers.webhooks import MalformedWebhook, SignatureError
 from conversa.app.reports import StatusReport
+from conversa.domain.errors import InvalidPhoneNumber
+from conversa.domain.phone import PhoneNumber
 from conversa.domain.status import Status
 
 PROVIDER: Final = "whatsapp_cloud"
@@ -190,6 +192,7 @@ def _report(item: object) -> StatusReport | None:
     error_code = error_message = None
     if status is Status.FAILED:
         error_code, error_message = _error(item.get("errors"))
+        error_message = _masked(error_message, item.get("recipient_id"))
     return StatusReport(
         provider=PROVIDER,
         provider_message_id=wamid,
@@ -244,3 +247,14 @@ def _uuid(value: object) -> UUID | None:
         return UUID(value)
     except ValueError:
         return None
+
+
+def _masked(text: str | None, recipient_id: object) -> str | None:
+    """``text`` with the recipient's number masked: failure messages are stored and shown."""
+    if text is None or not isinstance(recipient_id, str) or not recipient_id.isdigit():
+        return text
+    try:
+        recipient = PhoneNumber.parse("+" + recipient_id)
+    except InvalidPhoneNumber:
+        return text
+    return scrub(text, recipient=recipient)

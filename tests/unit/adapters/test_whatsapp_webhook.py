@@ -535,3 +535,39 @@ def test_malformed_errors_never_echo_the_body() -> None:
     with pytest.raises(MalformedWebhook) as caught:
         parse_meta_webhook(body_of({"object": "whatsapp_business_account", "entry": [secretish]}))
     assert secretish not in str(caught.value)
+
+
+def test_a_failure_message_quoting_the_recipient_is_masked() -> None:
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "1",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "statuses": [
+                                {
+                                    "id": "wamid.X",
+                                    "status": "failed",
+                                    "timestamp": "1700000000",
+                                    "recipient_id": "15551234567",
+                                    "errors": [
+                                        {
+                                            "code": 131026,
+                                            "title": "Message undeliverable to 15551234567",
+                                        }
+                                    ],
+                                }
+                            ]
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    (report,) = parse_meta_webhook(json.dumps(payload).encode()).reports
+    assert report.error_message is not None
+    assert "15551234567" not in report.error_message
+    assert "+15*******67" in report.error_message
