@@ -1,0 +1,73 @@
+"""The lifecycle feed: public events read from the event store, in its order.
+
+Each lifecycle event's ``event_id`` is its position in the store, so a consumer can resume
+after any event, and two deliveries of one event carry the same id.
+"""
+
+from __future__ import annotations
+
+from eventsourcing.utils import get_topic
+
+from conversa.app.application import ConversaApp
+from conversa.domain.message import Message
+from conversa.events import (
+    LifecycleEvent,
+    MessageDelivered,
+    MessageFailed,
+    MessageRead,
+    MessageSent,
+)
+
+#: Only these domain events become lifecycle events; the store filters on them.
+TOPICS = [get_topic(c) for c in (Message.Sent, Message.Delivered, Message.Read, Message.Failed)]
+
+
+class LifecycleFeed:
+    def __init__(self, app: ConversaApp) -> None:
+        self.app = app
+
+    def read(self, after: int, limit: int = 100) -> tuple[list[LifecycleEvent], int]:
+        """Lifecycle events after position ``after``, and the position read up to."""
+        notifications = self.app.recorder.select_notifications(
+            start=after, limit=limit, topics=TOPICS, inclusive_of_start=False
+        )
+        events = []
+        for notification in notifications:
+            domain_event = self.app.mapper.to_domain_event(notification)
+            event = self.lifecycle_event(notification.id, domain_event)
+            if event is not None:
+                events.append(event)
+        return events, notifications[-1].id if notifications else after
+
+    def head(self) -> int:
+        return self.app.recorder.max_notification_id() or 0
+
+    def lifecycle_event(self, position: int, event: object) -> LifecycleEvent | None:
+        if not isinstance(event, Message.Event):
+            return None
+        if isinstance(event, Message.Sent) and event.source != "driver":
+            return None  # a report said "sent" first; the driver's own Sent is the event
+        # The message as it was right after this event: who it was for, through what.
+        message: object = self.app.repository.get(
+            event.originator_id, version=event.originator_version
+        )
+        assert isinstance(message, Message)
+        common = (
+            position,
+            message.id,
+            message.channel.value,
+            message.to.e164,
+            message.driver,
+            message.provider_message_id,
+            event.timestamp,
+        )
+        if isinstance(event, Message.Sent):
+            return MessageSent(*common)
+        if isinstance(event, Message.Delivered):
+            return MessageDelivered(*common)
+        if isinstance(event, Message.Read):
+            return MessageRead(*common)
+        if isinstance(event, Message.Failed):
+            error = {"code": event.code, "message": event.message}
+            return MessageFailed(*common, error=error, status=event.status)
+        return None

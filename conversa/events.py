@@ -1,0 +1,80 @@
+"""Lifecycle events: what applications subscribe to.
+
+These are public and stable. They are built from the internal domain events, which may
+evolve; their fields and names change only with the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleEvent:
+    """Common to every lifecycle event. ``event_id`` is unique and stable across
+    deliveries (the event store position), so a receiver can drop a duplicate."""
+
+    event_id: int
+    message_id: UUID
+    channel: str
+    to: str
+    driver: str
+    provider_message_id: str | None
+    occurred_at: datetime
+
+    #: The name used on the wire (SSE ``event:``, webhook ``type``).
+    type_name = "message.event"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["message_id"] = str(self.message_id)
+        data["occurred_at"] = self.occurred_at.isoformat().replace("+00:00", "Z")
+        return {"type": self.type_name, **data}
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent(LifecycleEvent):
+    """The provider accepted the message."""
+
+    type_name = "message.sent"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelivered(LifecycleEvent):
+    type_name = "message.delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRead(LifecycleEvent):
+    type_name = "message.read"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFailed(LifecycleEvent):
+    """The message will not be delivered: ``error`` is ``{"code", "message"}`` and
+    ``status`` is ``failed`` or ``undelivered``."""
+
+    error: dict[str, str] | None = None
+    status: str = "failed"
+
+    type_name = "message.failed"
+
+
+EVENT_TYPES: tuple[type[LifecycleEvent], ...] = (
+    MessageSent,
+    MessageDelivered,
+    MessageRead,
+    MessageFailed,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "LifecycleEvent",
+    "MessageDelivered",
+    "MessageFailed",
+    "MessageRead",
+    "MessageSent",
+]
