@@ -48,6 +48,8 @@ def opened_service(settings: Settings) -> Iterator[ConversaService]:
         service = bootstrap(settings)
     except SchemaMissing as error:
         fail(str(error))
+    except SettingsError as error:
+        fail(f"configuration error: {error}", 2)
     with service:
         yield service
 
@@ -287,3 +289,67 @@ def diagnose_command(as_json: bool) -> None:
         Console().print(table)
     if not healthy:
         sys.exit(1)
+
+
+@main.group()
+def events() -> None:
+    """Lifecycle subscribers: their dead letters."""
+
+
+@events.command(name="dead-letters")
+@click.option("--subscriber", help="Only this subscriber's.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dead_letters(subscriber: str | None, as_json: bool) -> None:
+    """Events a subscriber gave up on after all its attempts."""
+    settings = load_settings()
+    with opened_service(settings) as service:
+        letters = service.subscriber_store.dead_letters(subscriber)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": letter.id,
+                        "subscriber": letter.subscriber,
+                        "event": letter.event,
+                        "error": letter.error,
+                        "attempts": letter.attempts,
+                        "created_at": letter.created_at.isoformat(),
+                    }
+                    for letter in letters
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not letters:
+        click.echo("no dead letters")
+        return
+    for letter in letters:
+        event = letter.event
+        click.echo(
+            f"{letter.id}\t{letter.subscriber}\t{event.get('type')} {event.get('message_id')}"
+            f"\tafter {letter.attempts} attempts: {letter.error}"
+        )
+
+
+@events.command()
+@click.argument("dead_letter_id", type=int)
+def replay(dead_letter_id: int) -> None:
+    """Hand a dead letter to its subscriber again; removed once it is taken."""
+    from conversa.app.subscribers import replay as replay_letter
+
+    settings = load_settings()
+    with opened_service(settings) as service:
+        letters = [d for d in service.subscriber_store.dead_letters() if d.id == dead_letter_id]
+        if not letters:
+            fail(f"no dead letter {dead_letter_id}")
+        try:
+            taken = replay_letter(
+                letters[0], service.subscriptions, service.feed, service.subscriber_store
+            )
+        except LookupError as error:
+            fail(str(error).strip("'\""))
+    if not taken:
+        fail(f"the subscriber failed again; dead letter {dead_letter_id} is kept")
+    click.echo(f"dead letter {dead_letter_id} delivered and removed")

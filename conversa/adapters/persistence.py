@@ -20,11 +20,9 @@ from psycopg import sql
 from conversa.adapters.payloads import PostgresPayloadStore, SQLitePayloadStore
 from conversa.adapters.readmodel.postgres import PostgresMessagesView
 from conversa.adapters.readmodel.sqlite import SQLiteMessagesView
+from conversa.adapters.subscriber_store import PostgresSubscriberStore, SQLiteSubscriberStore
 from conversa.app.application import ConversaApp
 from conversa.app.ports import StorageBackend
-
-#: The projection's advisory-lock key (any fixed number; one per schema via the pair form).
-PROJECTION_LOCK_KEY = 0x636F6E76  # "conv"
 
 
 def backend_from_url(url: str) -> StorageBackend:
@@ -101,13 +99,24 @@ class PostgresBackend:
             store.create_table()
         return store
 
+    def subscriber_store(self, app: ConversaApp) -> PostgresSubscriberStore:
+        factory = cast(PostgresFactory, app.factory)
+        store = PostgresSubscriberStore(factory.datastore)
+        if factory.env_create_table():
+            store.create_table()
+        return store
+
+    def projection_lock(self) -> contextlib.AbstractContextManager[bool]:
+        return self.lock("projection")
+
     @contextlib.contextmanager
-    def projection_lock(self) -> Iterator[bool]:
+    def lock(self, name: str) -> Iterator[bool]:
         # A session-level advisory lock lives as long as this connection: if the process
         # dies, PostgreSQL releases it and a standby takes over.
         with _translated_errors(), psycopg.connect(self.conninfo(), autocommit=True) as conn:
             row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (PROJECTION_LOCK_KEY, self.schema)
+                "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
+                (f"conversa:{self.schema}", name),
             ).fetchone()
             yield bool(row and row[0])
 
@@ -179,9 +188,20 @@ class SQLiteBackend:
             store.create_table()
         return store
 
+    def subscriber_store(self, app: ConversaApp) -> SQLiteSubscriberStore:
+        factory = cast(SQLiteFactory, app.factory)
+        store = SQLiteSubscriberStore(factory.datastore)
+        if factory.env_create_table():
+            store.create_table()
+        return store
+
+    def projection_lock(self) -> contextlib.AbstractContextManager[bool]:
+        return self.lock("projection")
+
     @contextlib.contextmanager
-    def projection_lock(self) -> Iterator[bool]:
-        lock_path = self.path.with_name(self.path.name + ".projection.lock")
+    def lock(self, name: str) -> Iterator[bool]:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        lock_path = self.path.with_name(f"{self.path.name}.{safe}.lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, entry_points, version
 
 import httpx
 from eventsourcing.persistence import OperationalError, ProgrammingError
@@ -15,11 +16,14 @@ from conversa.adapters.providers.log import LogDriver
 from conversa.adapters.providers.templates import TemplateCatalog
 from conversa.adapters.providers.twilio import TwilioConfig, TwilioDriver
 from conversa.adapters.providers.whatsapp_cloud import WhatsAppCloudConfig, WhatsAppCloudDriver
+from conversa.adapters.subscribers.http import HttpEventSubscriber
 from conversa.app.application import ConversaApp
 from conversa.app.ports import Driver, StorageBackend
 from conversa.app.service import ConversaService
-from conversa.app.settings import Settings
+from conversa.app.settings import Settings, SettingsError
+from conversa.app.subscribers import Subscription
 from conversa.domain.channel import Channel
+from conversa.events import LifecycleEvent
 
 
 class SchemaMissing(RuntimeError):
@@ -60,17 +64,66 @@ def bootstrap(
         if "does not exist" in str(error) or "no such table" in str(error):
             raise SchemaMissing from None
         raise
-    return ConversaService(
+    closers = [on_close] if on_close is not None else []
+    service = ConversaService(
         settings=settings,
         app=app,
         view=view,
         drivers=drivers,
         backend=backend,
         payloads=backend.payload_store(app),
-        on_close=on_close,
+        subscriber_store=backend.subscriber_store(app),
+        on_close=lambda: _close_all(closers),
         clock=clock,
         jitter=jitter,
     )
+    try:
+        closers.extend(configure_subscribers(service, settings))
+    except BaseException:
+        service.close()
+        raise
+    return service
+
+
+def configure_subscribers(service: ConversaService, settings: Settings) -> list[Callable[[], None]]:
+    """Register the subscribers the settings name: ``CONVERSA_SUBSCRIBERS`` (``module:function``
+    paths), the ``conversa.subscribers`` entry points of installed packages, and the HTTP
+    subscriber of ``CONVERSA_EVENTS_URL``. Returns what to close at shutdown."""
+    paths = [p.strip() for p in (settings.subscribers or "").split(",") if p.strip()]
+    for path in paths:
+        service.subscribe(LifecycleEvent, _load(path), name=path)
+    for entry_point in entry_points(group="conversa.subscribers"):
+        service.subscribe(
+            LifecycleEvent, entry_point.load(), name=f"entry-point:{entry_point.name}"
+        )
+    if settings.events_url is None or settings.events_secret is None:
+        return []
+    client = httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), follow_redirects=False)
+    service.subscriptions.append(
+        Subscription(
+            name="events-url",
+            handler=HttpEventSubscriber(
+                settings.events_url, settings.events_secret.get_secret_value(), client
+            ),
+            max_attempts=settings.events_max_attempts,
+            retry_base_seconds=settings.subscriber_retry_base_seconds,
+            retry_max_seconds=settings.subscriber_retry_max_seconds,
+        )
+    )
+    return [client.close]
+
+
+def _load(path: str) -> Callable[[LifecycleEvent], object]:
+    module_name, _, attribute = path.partition(":")
+    try:
+        target: object = import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise SettingsError(f"CONVERSA_SUBSCRIBERS: cannot load {path} ({error})") from None
+    if not callable(target):
+        raise SettingsError(f"CONVERSA_SUBSCRIBERS: {path} is not callable")
+    return target
 
 
 def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> None:
@@ -154,3 +207,8 @@ def configured_drivers(settings: Settings) -> ConfiguredDrivers:
     return ConfiguredDrivers(
         drivers={channel: by_name[name] for channel, name in chosen.items()}, client=client
     )
+
+
+def _close_all(closers: list[Callable[[], None]]) -> None:
+    for close in closers:
+        close()

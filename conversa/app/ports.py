@@ -78,6 +78,33 @@ class PayloadStore(Protocol):
         """Delete what outlived its retry window; return how many."""
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    subscriber: str
+    event: dict[str, Any]
+    error: str
+    attempts: int
+    created_at: datetime
+
+
+class SubscriberStore(Protocol):
+    """Where each subscriber's position in the lifecycle feed, and what it could not take,
+    are kept durably."""
+
+    def position(self, subscriber: str) -> int: ...
+
+    def save_position(self, subscriber: str, position: int) -> None: ...
+
+    def add_dead_letter(
+        self, subscriber: str, event: dict[str, Any], error: str, attempts: int
+    ) -> int: ...
+
+    def dead_letters(self, subscriber: str | None = None) -> list[DeadLetter]: ...
+
+    def remove_dead_letter(self, dead_letter_id: int) -> None: ...
+
+
 class EventSignal(Protocol):
     """Wakes a follower of the event store when new events may have been recorded."""
 
@@ -106,6 +133,13 @@ class StorageBackend(Protocol):
 
     def projection_lock(self) -> AbstractContextManager[bool]:
         """Try to become the one process that runs the projection; yields whether it did."""
+
+    def lock(self, name: str) -> AbstractContextManager[bool]:
+        """Try to become the one process that does ``name``; yields whether it did. The
+        lock goes with the process: one that dies releases it."""
+
+    def subscriber_store(self, app: ConversaApp) -> SubscriberStore:
+        """Subscribers' positions and dead letters, sharing the application's pool."""
 
     def event_signal(self) -> EventSignal:
         """A wake-up for the projection when events are recorded, from any process."""

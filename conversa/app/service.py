@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -17,8 +17,15 @@ from eventsourcing.persistence import IntegrityError
 from conversa.app.application import ConversaApp
 from conversa.app.dispatch import Dispatcher
 from conversa.app.history import describe
+from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import MessageNotFound, load_message
-from conversa.app.ports import Driver, OutboundMessage, PayloadStore, StorageBackend
+from conversa.app.ports import (
+    Driver,
+    OutboundMessage,
+    PayloadStore,
+    StorageBackend,
+    SubscriberStore,
+)
 from conversa.app.projection import MessagePage, MessageQuery, MessagesView
 from conversa.app.projector import DEFAULT_BATCH_SIZE, Projector
 from conversa.app.reporting import Reporter
@@ -26,6 +33,7 @@ from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.results import MessageState, SendResult
 from conversa.app.retry import RetryPolicy
 from conversa.app.settings import Settings
+from conversa.app.subscribers import Handler, Subscription
 from conversa.app.tokens import TokenService
 from conversa.domain.channel import Channel
 from conversa.domain.content import Body, Content, parse_content
@@ -34,6 +42,7 @@ from conversa.domain.message import Message, message_id_for
 
 __all__ = ["ConversaService", "MessageNotFound"]
 from conversa.domain.phone import PhoneNumber
+from conversa.events import EVENT_TYPES, LifecycleEvent
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +64,8 @@ class ConversaService:
         drivers: Mapping[Channel, Driver],
         backend: StorageBackend,
         payloads: PayloadStore,
+        subscriber_store: SubscriberStore,
+        subscriptions: Sequence[Subscription] = (),
         on_close: Callable[[], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         jitter: Callable[[float], float] | None = None,
@@ -69,6 +80,14 @@ class ConversaService:
         self._on_close = on_close  # closes what bootstrap opened for the drivers
         self.tokens = TokenService(app)
         self.reporter = Reporter(app)
+        from conversa.notifications import ChannelManager, MessageChannel
+
+        self.channels = ChannelManager()
+        self.channels.register_channel(MessageChannel(self, "sms"))
+        self.channels.register_channel(MessageChannel(self, "whatsapp"))
+        self.feed = LifecycleFeed(app)
+        self.subscriber_store = subscriber_store
+        self.subscriptions: list[Subscription] = list(subscriptions)
         policy = RetryPolicy(
             max_retries=settings.max_retries,
             base_seconds=settings.retry_base_seconds,
@@ -160,6 +179,46 @@ class ConversaService:
         if stored.fingerprint != attempted.fingerprint:
             raise IdempotencyKeyMismatch
         return SendResult.of(stored, replayed=True)
+
+    def subscribe(
+        self,
+        event_type: type[LifecycleEvent],
+        handler: Handler,
+        *,
+        name: str | None = None,
+        max_attempts: int | None = None,
+        retry_base_seconds: float | None = None,
+        retry_max_seconds: float | None = None,
+    ) -> Subscription:
+        """Hand every ``event_type`` event (a class of :mod:`conversa.events`, or
+        ``LifecycleEvent`` for all) to ``handler``, at least once, in order per message.
+
+        ``name`` keys the subscriber's stored position: keep it stable across restarts.
+        It defaults to the handler's qualified name and the event type. The events are
+        handed over by the worker (``conversa worker``, or a server's own worker).
+        """
+        if not (isinstance(event_type, type) and issubclass(event_type, LifecycleEvent)):
+            raise TypeError("event_type must be one of the classes of conversa.events")
+        types = EVENT_TYPES if event_type is LifecycleEvent else (event_type,)
+        if name is None:
+            qualname = getattr(handler, "__qualname__", type(handler).__qualname__)
+            if "<lambda>" in qualname or "<locals>" in qualname:
+                raise ValueError("give a name= to a subscriber defined inline")
+            module = getattr(handler, "__module__", type(handler).__module__)
+            name = f"{module}.{qualname}:{event_type.type_name}"
+        if any(s.name == name for s in self.subscriptions):
+            raise ValueError(f"a subscriber named {name!r} is already registered")
+        settings = self.settings
+        subscription = Subscription(
+            name=name,
+            handler=handler,
+            event_types=types,
+            max_attempts=max_attempts or settings.subscriber_max_attempts,
+            retry_base_seconds=retry_base_seconds or settings.subscriber_retry_base_seconds,
+            retry_max_seconds=retry_max_seconds or settings.subscriber_retry_max_seconds,
+        )
+        self.subscriptions.append(subscription)
+        return subscription
 
     def record_report(self, report: StatusReport) -> ReportOutcome:
         """Apply a provider's status report (see :class:`Reporter`)."""

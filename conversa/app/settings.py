@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PREFIX = "CONVERSA_"
@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     templates_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    events_url: str | None = None
+    events_secret: SecretStr | None = Field(default=None, validate_default=True)
+    events_max_attempts: int = Field(default=50, ge=1, le=1000)
+    subscribers: str | None = None
+    subscriber_max_attempts: int = Field(default=10, ge=1, le=1000)
+    subscriber_retry_base_seconds: float = Field(default=1.0, gt=0, le=3600)
+    subscriber_retry_max_seconds: float = Field(default=60.0, gt=0, le=86400)
+
     twilio_sid: str | None = None
     twilio_token: SecretStr | None = None
     twilio_sms_from: str | None = None
@@ -64,7 +72,28 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    @field_validator("webhook_base_url", "twilio_api_base", "whatsapp_api_base")
+    @field_validator("events_secret")
+    @classmethod
+    def _events_secret_with_url(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if info.data.get("events_url") and value is None:
+            msg = "must be set when CONVERSA_EVENTS_URL is: events are always signed"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("subscribers")
+    @classmethod
+    def _dotted_paths(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for path in (part.strip() for part in value.split(",") if part.strip()):
+            if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", path):
+                msg = f"{path!r} is not a module:function path"
+                raise ValueError(msg)
+        return value
+
+    @field_validator("webhook_base_url", "events_url", "twilio_api_base", "whatsapp_api_base")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

@@ -3,6 +3,8 @@
 - The projection keeps ``conversa_messages`` up to date. Only one process runs it at a
   time (the backend's projection lock); the others stand by and take over when that
   process goes away.
+- Each lifecycle subscriber follows the lifecycle feed, one process at a time per
+  subscriber (a lock of its own), so that it sees events in order.
 - The dispatcher makes the attempts that are due: retries after transient errors, and
   sends that a crash left unfinished. Every worker dispatches; each attempt is claimed in
   the event store first, so no two workers make the same one.
@@ -12,10 +14,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from eventsourcing.persistence import OperationalError
 
+from conversa.app.ports import EventSignal
 from conversa.app.service import ConversaService
+from conversa.app.subscribers import SubscriberRunner
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +39,29 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set. Database outages are waited out, not fatal."""
-        dispatcher = threading.Thread(
-            target=self.run_dispatcher, args=(stop,), name="conversa-dispatcher", daemon=True
-        )
-        dispatcher.start()
+        helpers = [
+            threading.Thread(target=self.run_dispatcher, args=(stop,), name="conversa-dispatcher")
+        ]
+        for subscription in self.service.subscriptions:
+            runner = SubscriberRunner(
+                subscription, self.service.feed, self.service.subscriber_store
+            )
+            helpers.append(
+                threading.Thread(
+                    target=self.run_exclusive,
+                    args=(f"subscriber:{subscription.name}", runner.run, stop),
+                    name=f"conversa-subscriber-{subscription.name}",
+                )
+            )
+        for helper in helpers:
+            helper.daemon = True
+            helper.start()
         try:
-            self.run_projection(stop)
+            self.run_exclusive("projection", self.service.projector().run, stop)
         finally:
             stop.set()
-            dispatcher.join(30)
+            for helper in helpers:
+                helper.join(30)
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(
@@ -51,33 +70,39 @@ class Worker:
         thread.start()
         return thread
 
-    def run_projection(self, stop: threading.Event) -> None:
+    def run_exclusive(
+        self,
+        name: str,
+        follow: Callable[[threading.Event, EventSignal], None],
+        stop: threading.Event,
+    ) -> None:
+        """Run ``follow`` while this process holds the lock ``name``; stand by while another
+        process does. ``follow`` returns when ``stop`` is set."""
         backend = self.service.backend
-        projector = self.service.projector()
         standing_by = False
         while not stop.is_set():
             try:
-                with backend.projection_lock() as acquired:
+                with backend.lock(name) as acquired:
                     if not acquired:
                         if not standing_by:
-                            log.info("another process runs the projection; standing by")
+                            log.info("another process runs %s; standing by", name)
                             standing_by = True
                         stop.wait(STANDBY_INTERVAL)
                         continue
                     standing_by = False
-                    log.info("running the message log projection")
+                    log.info("running %s", name)
                     signal = backend.event_signal()
                     try:
-                        projector.run(stop, signal)
+                        follow(stop, signal)
                     finally:
                         signal.close()
             except OperationalError as error:
-                log.warning("projection interrupted (%s); retrying", type(error).__name__)
+                log.warning("%s interrupted (%s); retrying", name, type(error).__name__)
                 stop.wait(ERROR_BACKOFF)
             except Exception:
                 # A bug or corrupt data (ProjectionOutOfSequence, say): keep the process
                 # serving, say so loudly, and try again later rather than die silently.
-                log.exception("the message log projection failed; retrying")
+                log.exception("%s failed; retrying", name)
                 stop.wait(ERROR_BACKOFF * 5)
 
     def run_dispatcher(self, stop: threading.Event) -> None:
