@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, entry_points, version
+from uuid import UUID
 
 import httpx
 from eventsourcing.persistence import OperationalError, ProgrammingError
@@ -55,8 +56,14 @@ def bootstrap(
         raise
     try:
         view = backend.messages_view(app)
+        payloads = backend.payload_store(app)
+        subscriber_store = backend.subscriber_store(app)
+        # Every table answers, or the schema is older than this code: say so at start-up.
         app.recorder.max_notification_id()
         view.max_tracking_id(app.name)
+        view.due(datetime.now(UTC), 1)
+        payloads.get(UUID(int=0))
+        subscriber_store.position("")
     except (ProgrammingError, OperationalError) as error:
         app.close()
         if on_close is not None:
@@ -71,8 +78,8 @@ def bootstrap(
         view=view,
         drivers=drivers,
         backend=backend,
-        payloads=backend.payload_store(app),
-        subscriber_store=backend.subscriber_store(app),
+        payloads=payloads,
+        subscriber_store=subscriber_store,
         on_close=lambda: _close_all(closers),
         clock=clock,
         jitter=jitter,
@@ -134,6 +141,7 @@ def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> Non
     try:
         backend.messages_view(app)
         backend.payload_store(app)
+        backend.subscriber_store(app)
     finally:
         app.close()
 
