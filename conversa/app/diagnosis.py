@@ -43,7 +43,8 @@ def diagnose(
         checks.insert(0, Check("database", True, f"{service.backend.kind}, schema current"))
         checks.insert(1, _projection_check(service))
         checks.insert(2, _unmatched_reports_check(service))
-        checks[3:3] = _driver_checks(service)
+        checks.insert(3, _dead_letters_check(service))
+        checks[4:4] = _driver_checks(service)
     return checks
 
 
@@ -65,6 +66,18 @@ def _unmatched_reports_check(service: ConversaService) -> Check:
             "applied if such a send is recorded (is another deployment using these credentials?)",
         )
     return Check("status reports", True, "every report matched a message")
+
+
+def _dead_letters_check(service: ConversaService) -> Check:
+    letters = service.subscriber_store.dead_letters()
+    if letters:
+        names = ", ".join(sorted({letter.subscriber for letter in letters}))
+        return Check(
+            "subscribers",
+            False,
+            f"{len(letters)} dead letter(s) ({names}): see `conversa events dead-letters`",
+        )
+    return Check("subscribers", True, f"{len(service.subscriptions)} configured, no dead letters")
 
 
 def _driver_checks(service: ConversaService) -> list[Check]:

@@ -46,7 +46,7 @@ def test_diagnose_tells_what_needs_action(backend_url: str, tmp_path: Path) -> N
     healthy = diagnose(backend_url, tmp_path, "--json")
     assert healthy.returncode == 0, healthy.stdout
     found = checks(healthy)
-    assert {"database", "projection", "sms driver", "whatsapp driver"} <= set(found)
+    assert {"database", "projection", "subscribers", "sms driver", "whatsapp driver"} <= set(found)
     assert all(check["ok"] for check in found.values())
 
     secret = "twilio-secret-token-do-not-print"
