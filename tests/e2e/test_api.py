@@ -253,6 +253,7 @@ def test_invalid_input_gets_a_clear_error_and_changes_nothing(server: Server) ->
             ({"page": "0"}, "page"),
             ({"per_page": "101"}, "per_page"),
             ({"per_page": "ten"}, "per_page"),
+            ({"page": "²"}, "page"),  # a digit to str.isdigit(), not to int()
         ]:
             response = client.get("/conversa/messages", params=params)
             assert response.status_code == 422, params

@@ -46,6 +46,12 @@ def fuzzed_server(
 
 
 WITHOUT_PARAMETERS = {"GET /conversa/health", "GET /metrics"}
+#: A live event stream never ends, so no answer to a generated request would ever be
+#: complete: every case of this operation is sent with ``live=false`` (whatever was
+#: generated for ``live``), which ends the stream once it has sent the stored events. The
+#: other parameters are fuzzed as generated; ``live`` itself and the live stream are
+#: tested in test_events_stream.py.
+EVENT_STREAM = "GET /conversa/events"
 #: Cases per operation and generation mode (valid, then invalid requests).
 EXAMPLES = 40
 
@@ -60,6 +66,7 @@ def test_no_answer_breaks_the_document(fuzzed_server: Server, mode: GenerationMo
         "POST /conversa/messages",
         "GET /conversa/messages",
         "GET /conversa/messages/{message_id}",
+        "GET /conversa/events",
         "GET /conversa/health",
     }
     headers = {"Authorization": f"Bearer {fuzzed_server.token}"}
@@ -75,6 +82,8 @@ def test_no_answer_breaks_the_document(fuzzed_server: Server, mode: GenerationMo
             suppress_health_check=list(HealthCheck),
         )
         def call(case: schemathesis.Case[Any]) -> None:
+            if case.operation.label == EVENT_STREAM:
+                case.query = {**(case.query or {}), "live": "false"}
             case.call_and_validate(
                 base_url=fuzzed_server.base_url,
                 headers={**dict(case.headers or {}), **headers},
@@ -93,6 +102,7 @@ def test_the_document_describes_every_route(fuzzed_server: Server, tmp_path: Pat
     assert set(document["paths"]) == {
         "/conversa/messages",
         "/conversa/messages/{message_id}",
+        "/conversa/events",
         "/conversa/webhooks/{provider}",
         "/conversa/health",
         "/conversa/openapi.json",
@@ -103,3 +113,15 @@ def test_the_document_describes_every_route(fuzzed_server: Server, tmp_path: Pat
         "$ref": "#/components/schemas/SendMessage"
     }
     assert {"201", "200", "401", "422", "429"} <= set(send["responses"])
+    events = document["paths"]["/conversa/events"]["get"]
+    assert events["security"] == [{"bearerAuth": []}]
+    assert {(p["in"], p["name"]) for p in events["parameters"]} == {
+        ("header", "Last-Event-ID"),
+        ("query", "after"),
+        ("query", "types"),
+        ("query", "live"),
+    }
+    assert events["responses"]["200"]["content"] == {
+        "text/event-stream": {"schema": {"type": "string"}}
+    }
+    assert {"200", "401", "422", "429"} <= set(events["responses"])

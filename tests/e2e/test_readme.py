@@ -25,7 +25,12 @@ def http_api_examples() -> list[str]:
 def test_every_curl_example_of_the_readme_works(tmp_path: Path) -> None:
     blocks = http_api_examples()
     script = "\n".join(blocks)
-    for path in ("/conversa/messages", "/conversa/messages/$MESSAGE_ID", "/conversa/health"):
+    for path in (
+        "/conversa/messages",
+        "/conversa/messages/$MESSAGE_ID",
+        "/conversa/health",
+        "/conversa/events",
+    ):
         assert f"$API_BASE{path}" in script, f"no example for {path}"
     assert "/conversa/openapi.json" in script
     assert "http://127.0.0.1:8000" in script
@@ -55,8 +60,13 @@ def test_every_curl_example_of_the_readme_works(tmp_path: Path) -> None:
     assert "HTTP/1.1 201" in output  # the idempotent send, printed with its headers
     documents = json_documents(output)
     assert not [d for d in documents if set(d) == {"error"}], output
-    messages: list[dict[str, Any]] = [d for d in documents if "channel" in d]
+    # Lifecycle events (the event stream's data lines) have a channel too: apart.
+    events = [d for d in documents if "event_id" in d]
+    messages: list[dict[str, Any]] = [d for d in documents if "channel" in d and d not in events]
     assert len(messages) == 5, output  # four sends and one inspection
+    # The stream of every event so far: the five messages sent, in order.
+    assert [e["type"] for e in events] == ["message.sent"] * 5, output
+    assert [e["message_id"] for e in events] == [m["id"] for m in messages], output
     assert all(m["status"] == "sent" for m in messages if "events" not in m)
     assert any(
         m.get("template") == {"name": "order_shipped", "variables": ["1Z999"]} for m in messages

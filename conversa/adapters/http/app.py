@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from conversa.adapters.http.auth import Authenticator, RateLimiter
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
+from conversa.adapters.http.events import stream_events
 from conversa.adapters.http.messages import list_messages, send_message, show_message
 from conversa.adapters.http.metrics import Metrics, metrics
 from conversa.adapters.http.middleware import RequestIdMiddleware
@@ -76,6 +77,7 @@ def create_app(
             Route("/conversa/messages", send_message, methods=["POST"]),
             Route("/conversa/messages", list_messages, methods=["GET"]),
             Route("/conversa/messages/{message_id}", show_message, methods=["GET"]),
+            Route("/conversa/events", stream_events, methods=["GET"]),
             Route("/conversa/webhooks/{provider}", webhook_handshake, methods=["GET"]),
             Route("/conversa/webhooks/{provider}", webhook_callback, methods=["POST"]),
             Route("/conversa/health", health, methods=["GET"]),

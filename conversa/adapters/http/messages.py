@@ -118,6 +118,6 @@ def _recipient_filter(raw: str) -> str:
 def _positive_int(raw: str | None, field: str, *, default: int, maximum: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise invalid(field, f"{field} must be a whole number from 1 to {maximum}")
     return int(raw)

@@ -5,6 +5,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from conversa.adapters.http.events import (
+    KEEP_ALIVE_SECONDS,
+    MAX_POSITION,
+    RETRY_MILLISECONDS,
+    TYPE_NAMES,
+)
 from conversa.adapters.http.messages import DEFAULT_PER_PAGE, MAX_PER_PAGE
 from conversa.app.service import MAX_IDEMPOTENCY_KEY, MAX_META_BYTES
 from conversa.domain.channel import Channel
@@ -276,6 +282,63 @@ PATHS: dict[str, Any] = {
                 "200": _json(_ref("MessageWithEvents"), "The message and its events"),
                 "401": UNAUTHORIZED,
                 "404": _error("No such message"),
+                "429": RATE_LIMITED,
+            },
+        }
+    },
+    "/conversa/events": {
+        "get": {
+            "operationId": "streamEvents",
+            "summary": "The lifecycle events as a Server-Sent Events stream",
+            "description": "Every lifecycle event in the order of the event store, from a "
+            "position on; then, unless live is false, each new one as it happens. One frame "
+            "per event: `id: <event_id>`, `event: <type>`, `data: <the event as JSON>`. The "
+            f"stream starts with `retry: {RETRY_MILLISECONDS}` and sends the comment "
+            f"`: keep-alive` after {KEEP_ALIVE_SECONDS:g} seconds of silence. Resume after the "
+            "last event seen with Last-Event-ID (browsers send it when they reconnect) or "
+            "after; events left out by types are not sent again.",
+            "security": [{"bearerAuth": []}],
+            "parameters": [
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "Send the events after this one; takes precedence over after.",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "description": "Send the events after this position; 0 (the default) "
+                    "sends them all.",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
+                },
+                {
+                    "name": "types",
+                    "in": "query",
+                    "description": "Only these event types, comma-separated.",
+                    "style": "form",
+                    "explode": False,
+                    "schema": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "string", "enum": list(TYPE_NAMES)},
+                    },
+                },
+                {
+                    "name": "live",
+                    "in": "query",
+                    "description": "false: end the stream once every stored event is sent.",
+                    "schema": {"type": "boolean", "default": True},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The event stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                "401": UNAUTHORIZED,
+                "422": _error("Invalid position, event type or live flag"),
                 "429": RATE_LIMITED,
             },
         }
