@@ -6,9 +6,9 @@ import contextlib
 import fcntl
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
@@ -23,6 +23,23 @@ from conversa.adapters.readmodel.sqlite import SQLiteMessagesView
 from conversa.adapters.subscriber_store import PostgresSubscriberStore, SQLiteSubscriberStore
 from conversa.app.application import ConversaApp
 from conversa.app.ports import StorageBackend
+
+
+class _Table(Protocol):
+    def create_table(self) -> None: ...
+
+
+TableT = TypeVar("TableT", bound=_Table)
+
+
+def _attached(app: ConversaApp, make: Callable[[Any], TableT]) -> TableT:
+    """A store on the application's own datastore (one pool per process), with its tables
+    created when the application was built to create tables (``conversa migrate``)."""
+    factory = cast(PostgresFactory | SQLiteFactory, app.factory)
+    store = make(factory.datastore)
+    if factory.env_create_table():
+        store.create_table()
+    return store
 
 
 def backend_from_url(url: str) -> StorageBackend:
@@ -86,25 +103,13 @@ class PostgresBackend:
             )
 
     def messages_view(self, app: ConversaApp) -> PostgresMessagesView:
-        factory = cast(PostgresFactory, app.factory)
-        view = PostgresMessagesView(datastore=factory.datastore)
-        if factory.env_create_table():
-            view.create_table()
-        return view
+        return _attached(app, PostgresMessagesView)
 
     def payload_store(self, app: ConversaApp) -> PostgresPayloadStore:
-        factory = cast(PostgresFactory, app.factory)
-        store = PostgresPayloadStore(factory.datastore)
-        if factory.env_create_table():
-            store.create_table()
-        return store
+        return _attached(app, PostgresPayloadStore)
 
     def subscriber_store(self, app: ConversaApp) -> PostgresSubscriberStore:
-        factory = cast(PostgresFactory, app.factory)
-        store = PostgresSubscriberStore(factory.datastore)
-        if factory.env_create_table():
-            store.create_table()
-        return store
+        return _attached(app, PostgresSubscriberStore)
 
     def projection_lock(self) -> contextlib.AbstractContextManager[bool]:
         return self.lock("projection")
@@ -175,25 +180,13 @@ class SQLiteBackend:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def messages_view(self, app: ConversaApp) -> SQLiteMessagesView:
-        factory = cast(SQLiteFactory, app.factory)
-        view = SQLiteMessagesView(datastore=factory.datastore)
-        if factory.env_create_table():
-            view.create_table()
-        return view
+        return _attached(app, SQLiteMessagesView)
 
     def payload_store(self, app: ConversaApp) -> SQLitePayloadStore:
-        factory = cast(SQLiteFactory, app.factory)
-        store = SQLitePayloadStore(factory.datastore)
-        if factory.env_create_table():
-            store.create_table()
-        return store
+        return _attached(app, SQLitePayloadStore)
 
     def subscriber_store(self, app: ConversaApp) -> SQLiteSubscriberStore:
-        factory = cast(SQLiteFactory, app.factory)
-        store = SQLiteSubscriberStore(factory.datastore)
-        if factory.env_create_table():
-            store.create_table()
-        return store
+        return _attached(app, SQLiteSubscriberStore)
 
     def projection_lock(self) -> contextlib.AbstractContextManager[bool]:
         return self.lock("projection")
