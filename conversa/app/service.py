@@ -39,10 +39,11 @@ from conversa.domain.channel import Channel
 from conversa.domain.content import Body, Content, parse_content
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
 from conversa.domain.message import Message, message_id_for
-
-__all__ = ["ConversaService", "MessageNotFound"]
 from conversa.domain.phone import PhoneNumber
 from conversa.events import EVENT_TYPES, LifecycleEvent
+from conversa.notifications import ChannelManager, MessageChannel
+
+__all__ = ["ConversaService", "MessageNotFound"]
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +78,9 @@ class ConversaService:
         self.backend = backend
         self.payloads = payloads
         self.clock = clock or _utc_now
-        self._on_close = on_close  # closes what bootstrap opened for the drivers
+        self._on_close = on_close  # closes the HTTP clients bootstrap opened
         self.tokens = TokenService(app)
         self.reporter = Reporter(app)
-        from conversa.notifications import ChannelManager, MessageChannel
-
         self.channels = ChannelManager()
         self.channels.register_channel(MessageChannel(self, "sms"))
         self.channels.register_channel(MessageChannel(self, "whatsapp"))
