@@ -50,6 +50,7 @@ bench: install
 	scripts/ensure-postgres
 	$(BIN)/python -m bench.send
 	$(BIN)/python -m bench.rebuild
+	$(BIN)/python -m bench.latency
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
