@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from conversa.adapters import logs
 from conversa.app.bootstrap import SchemaMissing, bootstrap, migrate
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
@@ -34,11 +35,7 @@ def load_settings() -> Settings:
         settings = Settings.from_environ()
     except SettingsError as error:
         fail(f"configuration error: {error}", 2)
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level)
     return settings
 
 

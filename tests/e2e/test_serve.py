@@ -73,3 +73,20 @@ def test_the_server_answers_health_and_projects_what_is_sent(
             assert time.monotonic() < deadline, "the server's worker did not project the message"
             time.sleep(0.02)
         assert row.version == 2
+
+
+def test_several_server_processes_share_the_work(postgres_url: str, tmp_path: Path) -> None:
+    """``--workers 2``: both processes serve and log; one runs the projection, the other
+    stands by to take it over."""
+    from tests.e2e.conftest import running_server
+
+    with running_server(postgres_url, tmp_path, "--workers", "2") as running:
+        for _ in range(6):
+            assert httpx.get(f"{running.base_url}/conversa/health").status_code == 200
+        deadline = time.monotonic() + 10
+        while "standing by" not in running.output():
+            assert time.monotonic() < deadline, running.output()
+            time.sleep(0.1)
+        output = running.output()
+    assert output.count("Started server process") == 2
+    assert "running projection" in output

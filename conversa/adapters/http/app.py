@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from conversa.adapters import logs
 from conversa.adapters.http.auth import Authenticator, RateLimiter
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import stream_events
@@ -54,6 +55,7 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = THREAD_POOL_SIZE
         service = await run_in_threadpool(factory)
         settings = service.settings
+        logs.configure(settings.log_level)
         app.state.conversa = HttpState(
             service=service,
             authenticator=Authenticator(service.tokens),
