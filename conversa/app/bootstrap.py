@@ -6,12 +6,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, entry_points, version
+from importlib.metadata import entry_points
 from uuid import UUID
 
 import httpx
 from eventsourcing.persistence import OperationalError, ProgrammingError
 
+from conversa._version import installed_version
 from conversa.adapters.persistence import backend_from_url
 from conversa.adapters.providers.log import LogDriver
 from conversa.adapters.providers.templates import TemplateCatalog
@@ -173,16 +174,10 @@ def provider_http_client() -> httpx.Client:
     return httpx.Client(
         timeout=PROVIDER_TIMEOUT,
         limits=PROVIDER_LIMITS,
-        headers={"User-Agent": f"conversa/{_version()}"},  # name/x.y.z, as Meta's spec asks
+        # name/x.y.z, the form Meta's spec asks of a User-Agent.
+        headers={"User-Agent": f"conversa/{installed_version()}"},
         follow_redirects=False,
     )
-
-
-def _version() -> str:
-    try:
-        return version("conversa")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0.0.0"
 
 
 def configured_drivers(settings: Settings) -> ConfiguredDrivers:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from conversa._version import installed_version
 from conversa.adapters.http.events import (
     KEEP_ALIVE_SECONDS,
     MAX_POSITION,
@@ -438,13 +439,11 @@ PATHS: dict[str, Any] = {
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    from importlib.metadata import version
-
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "Conversa",
-            "version": version("conversa"),
+            "version": installed_version(),
             "description": "SMS and WhatsApp delivery with an exact record of every message.",
         },
         "paths": PATHS,
