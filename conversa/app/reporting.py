@@ -71,6 +71,8 @@ class Reporter:
 
     def record(self, report: StatusReport) -> ReportOutcome:
         """Apply one report. Safe to call concurrently and any number of times."""
+        if report.status is Status.QUEUED:
+            return ReportOutcome.UNCHANGED  # "accepted", "sending"...: moves nothing, ever
         if report.message_id is not None:
             try:
                 return self._apply(report.message_id, report)

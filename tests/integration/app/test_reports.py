@@ -157,3 +157,9 @@ def test_two_hundred_concurrent_reports_leave_a_consistent_history(
     assert events[:2] == ["Queued", "Sent"]
     assert events[-1] == "Read"
     assert events.count("Read") == 1 and events.count("Delivered") <= 1
+
+
+def test_reports_that_move_nothing_are_not_parked(service: ConversaService) -> None:
+    unknown = "SM" + "1" * 32
+    assert service.record_report(report(Status.QUEUED, unknown)) is ReportOutcome.UNCHANGED
+    assert service.reporter.unmatched() == 0
