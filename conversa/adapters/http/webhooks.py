@@ -103,7 +103,9 @@ async def webhook_callback(request: Request) -> Response:
             )
             report = parse_twilio_callback(form, request.query_params.get("message_id"))
             reports = [] if report is None else [report]
-            inbound = int(report is None)
+            fields = dict(form)
+            raw_status = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").lower()
+            inbound = int(report is None and raw_status in ("receiving", "received"))
         else:
             verify_meta_signature(
                 app_secret=_secret(settings.whatsapp_app_secret),
