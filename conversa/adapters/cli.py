@@ -153,6 +153,9 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        # Conversa logs its own access line, without the query string (it can hold a
+        # phone number) and with the request id.
+        access_log=False,
         timeout_graceful_shutdown=20,
     )
 

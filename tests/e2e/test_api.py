@@ -108,6 +108,12 @@ def test_send_list_and_inspect_messages(server: Server) -> None:
         assert shown["events"][1]["provider_message_id"] == message["provider_message_id"]
         assert all("body" not in e and "fingerprint" not in e for e in shown["events"])
 
+        # Numbers went into query strings above; none reaches the log, not even the
+        # access log, whose lines carry the path and the request id instead.
+        output = server.output()
+        assert "5551234567" not in output and "7911123456" not in output
+        assert "GET /conversa/messages 200" in output and "request_id=" in output
+
         unknown = client.get("/conversa/messages/00000000-0000-0000-0000-000000000000")
         assert unknown.status_code == 404
         assert unknown.json()["error"]["code"] == "not_found"

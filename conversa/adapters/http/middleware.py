@@ -1,22 +1,27 @@
-"""A request id for every request, and the last line of defence against a 500 with details."""
+"""A request id and an access-log line for every request, and the last line of defence
+against a 500 with details."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("conversa.http")
+access_log = logging.getLogger("conversa.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
 
 
 class RequestIdMiddleware:
-    """Tags each request with an id (answered as ``X-Request-Id``). An exception that no
-    handler turned into an answer is logged with that id and answers 500 with the id and
-    nothing else, so that no detail of the failure leaks to the client."""
+    """Tags each request with an id (answered as ``X-Request-Id``) and logs one access line
+    per request: method, path, status, time and id, and never the query string, which can
+    hold a phone number (``?to=``). An exception that no handler turned into an answer is
+    logged with the id and answers 500 with the id and nothing else, so that no detail of
+    the failure leaks to the client."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -28,11 +33,14 @@ class RequestIdMiddleware:
         request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = False
+        status = 500
+        began = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []),
                     (REQUEST_ID_HEADER, request_id.encode()),
@@ -45,25 +53,38 @@ class RequestIdMiddleware:
             log.exception("unexpected error request_id=%s path=%s", request_id, scope.get("path"))
             if started:
                 raise
-            body = json.dumps(
-                {
-                    "error": {
-                        "code": "internal_error",
-                        "message": f"unexpected error; quote request id {request_id}",
-                        "fields": {},
-                        "request_id": request_id,
-                    }
-                }
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (REQUEST_ID_HEADER, request_id.encode()),
-                    ],
-                }
+            await _answer_500(send, request_id)
+        finally:
+            access_log.info(
+                "%s %s %d %.1fms request_id=%s",
+                scope.get("method"),
+                scope.get("path"),
+                status,
+                (time.perf_counter() - began) * 1000,
+                request_id,
             )
-            await send({"type": "http.response.body", "body": body})
+
+
+async def _answer_500(send: Send, request_id: str) -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": f"unexpected error; quote request id {request_id}",
+                "fields": {},
+                "request_id": request_id,
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (REQUEST_ID_HEADER, request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
