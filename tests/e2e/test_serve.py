@@ -90,3 +90,40 @@ def test_several_server_processes_share_the_work(postgres_url: str, tmp_path: Pa
         output = running.output()
     assert output.count("Started server process") == 2
     assert "running projection" in output
+
+
+def test_a_request_in_flight_finishes_when_the_server_is_told_to_stop(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.e2e.conftest import running_server
+    from tests.fakes.providers import TWILIO_SID, TWILIO_TOKEN, FakeTwilio, slow
+
+    with FakeTwilio() as twilio:
+        twilio.answer(slow(1.5))  # the provider takes its time with the first send
+        with (
+            running_server(
+                postgres_url,
+                tmp_path,
+                sms_driver="twilio",
+                twilio_sid=TWILIO_SID,
+                twilio_token=TWILIO_TOKEN,
+                twilio_sms_from="+15550006666",
+                twilio_api_base=twilio.url,
+            ) as running,
+            running.client() as client,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            pending = pool.submit(
+                client.post,
+                "/conversa/messages",
+                json={"channel": "sms", "to": "+15551234567", "body": "in flight"},
+            )
+            while twilio.calls == 0:
+                time.sleep(0.01)
+            running.process.send_signal(signal.SIGTERM)  # mid-request
+            response = pending.result(timeout=30)
+            assert response.status_code == 201, response.text
+            assert response.json()["status"] == "sent"
+            running.process.wait(30)
