@@ -3,40 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conversa.app.bootstrap import bootstrap, migrate
 from conversa.app.subscribers import SubscriberRunner
-from tests.support import make_settings
+from tests.support import conversa, make_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 PATH = "tests.fakes.subscribers:record"
 
 
 def cli(url: str, events_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSA_")}
-    env.update(
-        {
-            "CONVERSA_DATABASE_URL": url,
-            "CONVERSA_SUBSCRIBERS": PATH,
-            "CONVERSA_TEST_EVENTS_FILE": str(events_file),
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "conversa", "events", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    extra = {
+        "CONVERSA_SUBSCRIBERS": PATH,
+        "CONVERSA_TEST_EVENTS_FILE": str(events_file),
+        "PYTHONPATH": str(ROOT),
+    }
+    return conversa("events", *args, url=url, cwd=ROOT, extra=extra)
 
 
 def test_dead_letters_are_listed_and_replayed(

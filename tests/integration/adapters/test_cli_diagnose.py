@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.support import conversa
 
 
 def diagnose(url: str, cwd: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSA_")}
-    env["CONVERSA_DATABASE_URL"] = url
-    env.update({f"CONVERSA_{k.upper()}": v for k, v in settings.items()})
-    return subprocess.run(
-        [sys.executable, "-m", "conversa", "diagnose", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
+    extra = {f"CONVERSA_{k.upper()}": v for k, v in settings.items()}
+    return conversa("diagnose", *args, url=url, cwd=cwd, extra=extra)
 
 
 def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, object]]:
@@ -35,14 +25,7 @@ def test_diagnose_tells_what_needs_action(backend_url: str, tmp_path: Path) -> N
     assert unmigrated.returncode == 1
     assert "conversa migrate" in str(checks(unmigrated)["database"]["detail"])
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSA_")}
-    subprocess.run(
-        [sys.executable, "-m", "conversa", "migrate"],
-        env={**env, "CONVERSA_DATABASE_URL": backend_url},
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-    )
+    assert conversa("migrate", url=backend_url, cwd=tmp_path).returncode == 0
     healthy = diagnose(backend_url, tmp_path, "--json")
     assert healthy.returncode == 0, healthy.stdout
     found = checks(healthy)

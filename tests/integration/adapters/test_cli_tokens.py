@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from conversa.app.bootstrap import bootstrap
 from conversa.app.settings import Settings
-
-
-def conversa(
-    *args: str, url: str, cwd: Path, extra: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSA_")}
-    env.update({"CONVERSA_DATABASE_URL": url, **(extra or {})})
-    return subprocess.run(
-        [sys.executable, "-m", "conversa", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
+from tests.support import conversa
 
 
 def authenticates(url: str, secret: str) -> bool:
