@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 from conversa.app.settings import Settings
+from conversa.domain.content import Body, Content
+from conversa.domain.message import Message, message_id_for
+from conversa.domain.phone import PhoneNumber
 
 
 def make_settings(url: str, **overrides: str) -> Settings:
@@ -34,4 +37,28 @@ def conversa(
         cwd=cwd,
         timeout=60,
         check=False,
+    )
+
+
+def queued_message(
+    *,
+    key: str | None = None,
+    channel: str = "sms",
+    to: str = "+15551234567",
+    sender: str | None = None,
+    content: Content | None = None,
+    meta: dict[str, object] | None = None,
+) -> Message:
+    """A new Message (only its Queued event), built in memory as ``send()`` would."""
+    return Message(
+        id=message_id_for("scope", key),
+        channel=channel,
+        to=PhoneNumber.parse(to),
+        sender=sender,
+        content=Body("hi") if content is None else content,
+        driver="log",
+        meta=meta or {},
+        idempotency_key=key,
+        fingerprint="f",
+        next_attempt_at=None,
     )

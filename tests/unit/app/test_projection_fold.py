@@ -9,26 +9,22 @@ import pytest
 from eventsourcing.domain import DomainEventProtocol
 
 from conversa.app.projection import MessageRow, ProjectionOutOfSequence, apply_event
-from conversa.domain.content import Body, Content, Template
-from conversa.domain.message import Message, message_id_for
-from conversa.domain.phone import PhoneNumber
+from conversa.domain.content import Content, Template
+from conversa.domain.message import Message
 from conversa.domain.status import Status
+from tests.support import queued_message
 
 Events = Sequence[DomainEventProtocol[UUID]]
 
 
 def new_message(content: Content | None = None) -> Message:
-    return Message(
-        id=message_id_for("scope", None),
+    # A message with every optional column filled, so that the fold is checked on all.
+    return queued_message(
         channel="whatsapp",
-        to=PhoneNumber.parse("+44 20 7946 0958"),
+        to="+44 20 7946 0958",
         sender="+15550000000",
-        content=Body("hi") if content is None else content,
-        driver="log",
+        content=content,
         meta={"order": 42},
-        idempotency_key=None,
-        fingerprint="f",
-        next_attempt_at=None,
     )
 
 

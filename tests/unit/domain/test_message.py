@@ -10,23 +10,12 @@ from eventsourcing.domain import BaseAggregate, CanMutateAggregate
 from conversa.domain.channel import Channel
 from conversa.domain.content import Body
 from conversa.domain.message import Message, message_id_for
-from conversa.domain.phone import PhoneNumber
 from conversa.domain.status import Status
+from tests.support import queued_message
 
 
 def new_message(key: str | None = "key") -> Message:
-    return Message(
-        id=message_id_for("scope", key),
-        channel="sms",
-        to=PhoneNumber.parse("+1 555 123 4567"),
-        sender=None,
-        content=Body("hi"),
-        driver="log",
-        meta={},
-        idempotency_key=key,
-        fingerprint="f",
-        next_attempt_at=None,
-    )
+    return queued_message(key=key)
 
 
 def status_of(message: Message) -> Status:

@@ -10,28 +10,16 @@ from eventsourcing.domain import BaseAggregate, CanMutateAggregate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conversa.domain.content import Body
-from conversa.domain.message import Message, message_id_for
-from conversa.domain.phone import PhoneNumber
+from conversa.domain.message import Message
 from conversa.domain.status import Status
+from tests.support import queued_message
 
 REPORTABLE = [Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED, Status.UNDELIVERED]
 reports_strategy = st.lists(st.sampled_from(REPORTABLE), max_size=15)
 
 
 def fresh() -> Message:
-    return Message(
-        id=message_id_for("scope", None),
-        channel="sms",
-        to=PhoneNumber.parse("+15551234567"),
-        sender=None,
-        content=Body("hi"),
-        driver="log",
-        meta={},
-        idempotency_key=None,
-        fingerprint="f",
-        next_attempt_at=None,
-    )
+    return queued_message()
 
 
 def apply_all(reports: Sequence[Status]) -> Message:
