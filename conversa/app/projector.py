@@ -10,7 +10,6 @@ together, and the view refuses a position that is not ahead of the stored one.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -18,7 +17,7 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from conversa.app.application import ConversaApp
-from conversa.app.ports import EventSignal
+from conversa.app.ports import EventSignal, StopSignal
 from conversa.app.projection import (
     MessageRow,
     MessagesView,
@@ -180,7 +179,7 @@ class Projector:
                 on_progress(processed)
         return total
 
-    def run(self, stop: threading.Event, signal: EventSignal, *, idle_wait: float = 1.0) -> None:
+    def run(self, stop: StopSignal, signal: EventSignal, *, idle_wait: float = 1.0) -> None:
         """Follow the event store until ``stop`` is set, waking on ``signal``.
 
         Call it once each time this process takes the projection lock: it starts from the

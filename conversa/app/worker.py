@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from eventsourcing.persistence import OperationalError
 
-from conversa.app.ports import EventSignal
+from conversa.app.ports import EventSignal, Lock, StopSignal
 from conversa.app.service import ConversaService
 from conversa.app.subscribers import SubscriberRunner
 
@@ -33,9 +34,17 @@ PURGE_EVERY = 120
 
 
 class Worker:
-    def __init__(self, service: ConversaService, *, dispatch_interval: float = DISPATCH_INTERVAL):
+    def __init__(
+        self,
+        service: ConversaService,
+        *,
+        dispatch_interval: float = DISPATCH_INTERVAL,
+        standby_interval: float = STANDBY_INTERVAL,
+    ):
         self.service = service
         self.dispatch_interval = dispatch_interval
+        #: How often a process that stands by tries to take a lock.
+        self.standby_interval = standby_interval
 
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set. Database outages are waited out, not fatal."""
@@ -73,29 +82,40 @@ class Worker:
     def run_exclusive(
         self,
         name: str,
-        follow: Callable[[threading.Event, EventSignal], None],
+        follow: Callable[[StopSignal, EventSignal], None],
         stop: threading.Event,
     ) -> None:
         """Run ``follow`` while this process holds the lock ``name``; stand by while another
-        process does. ``follow`` returns when ``stop`` is set."""
+        process does. ``follow`` returns when its stop signal is set: when ``stop`` is, or
+        when the lock is lost (then this process tries to take it again)."""
         backend = self.service.backend
         standing_by = False
         while not stop.is_set():
             try:
-                with backend.lock(name) as acquired:
-                    if not acquired:
+                with backend.lock(name) as lock:
+                    if not lock:
                         if not standing_by:
                             log.info("another process runs %s; standing by", name)
                             standing_by = True
-                        stop.wait(STANDBY_INTERVAL)
+                        stop.wait(self.standby_interval)
                         continue
                     standing_by = False
                     log.info("running %s", name)
+                    held = WhileHeld(stop, lock)
                     signal = backend.event_signal()
                     try:
-                        follow(stop, signal)
+                        follow(held, signal)
                     finally:
                         signal.close()
+                if held.lost:
+                    log.warning(
+                        "lost the lock of %s (its database connection dropped): stopped "
+                        "running it; standing by",
+                        name,
+                    )
+                    # Its connection just failed: a standby whose connection did not gets
+                    # the first chance to take over.
+                    stop.wait(self.standby_interval)
             except OperationalError as error:
                 log.warning("%s interrupted (%s); retrying", name, type(error).__name__)
                 stop.wait(ERROR_BACKOFF)
@@ -124,3 +144,33 @@ class Worker:
                 continue
             if made == 0:
                 stop.wait(self.dispatch_interval)
+
+
+class WhileHeld:
+    """The stop signal of a runner that holds a lock: set when the worker stops, and also
+    as soon as the lock is found lost. Runners ask it before each batch and each hand-over,
+    so a runner whose lock went with its connection stops before a standby that took the
+    lock over could hand the same events over at the same time."""
+
+    #: How often a long wait (a subscriber's backoff) looks at the lock.
+    CHECK_INTERVAL = 1.0
+
+    def __init__(self, stop: threading.Event, lock: Lock) -> None:
+        self._stop = stop
+        self._lock = lock
+        self.lost = False
+
+    def is_set(self) -> bool:
+        if self._stop.is_set() or self.lost:
+            return True
+        self.lost = not self._lock.held()
+        return self.lost
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = self.CHECK_INTERVAL if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._stop.wait(min(left, self.CHECK_INTERVAL))
+        return True
