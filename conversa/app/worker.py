@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from eventsourcing.persistence import OperationalError
 
+from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS
 from conversa.app.ports import EventSignal, Lock, StopSignal
 from conversa.app.service import ConversaService
 from conversa.app.subscribers import SubscriberRunner
@@ -40,9 +41,13 @@ class Worker:
         *,
         dispatch_interval: float = DISPATCH_INTERVAL,
         standby_interval: float = STANDBY_INTERVAL,
+        shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
     ):
         self.service = service
         self.dispatch_interval = dispatch_interval
+        #: How long run() waits, once stopped, for its duties to reach a safe point (the
+        #: dispatcher: the outcome of the attempt in flight recorded).
+        self.shutdown_grace = shutdown_grace
         #: How often a process that stands by tries to take a lock.
         self.standby_interval = standby_interval
 
@@ -69,8 +74,15 @@ class Worker:
             self.run_exclusive("projection", self.service.projector().run, stop)
         finally:
             stop.set()
+            deadline = time.monotonic() + self.shutdown_grace
             for helper in helpers:
-                helper.join(30)
+                helper.join(max(deadline - time.monotonic(), 0.0))
+            if late := [helper.name for helper in helpers if helper.is_alive()]:
+                log.error(
+                    "%s did not stop within %.0f s; stopping without them",
+                    ", ".join(late),
+                    self.shutdown_grace,
+                )
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(
@@ -130,7 +142,7 @@ class Worker:
         rounds = 0
         while not stop.is_set():
             try:
-                made = dispatcher.dispatch_due()
+                made = dispatcher.dispatch_due(stop=stop)
                 rounds += 1
                 if rounds % PURGE_EVERY == 0:
                     dispatcher.purge_expired_payloads()
