@@ -134,7 +134,7 @@ class Worker:
             except Exception:
                 # A bug or corrupt data (ProjectionOutOfSequence, say): keep the process
                 # serving, say so loudly, and try again later rather than die silently.
-                log.exception("%s failed; retrying", name)
+                log.exception("%s failed; retrying (`conversa diagnose` says what to do)", name)
                 stop.wait(ERROR_BACKOFF * 5)
 
     def run_dispatcher(self, stop: threading.Event) -> None:
