@@ -17,7 +17,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from conversa.adapters import logs
-from conversa.app.bootstrap import SchemaMissing, bootstrap, migrate
+from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS, SchemaMissing, bootstrap, migrate
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.app.tokens import TokenNotFound
@@ -156,7 +156,9 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
         # Conversa logs its own access line, without the query string (it can hold a
         # phone number) and with the request id.
         access_log=False,
-        timeout_graceful_shutdown=20,
+        # A send in flight can be inside a worst-case provider call; let it record its
+        # outcome rather than be cancelled.
+        timeout_graceful_shutdown=round(SHUTDOWN_GRACE_SECONDS),
     )
 
 

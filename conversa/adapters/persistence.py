@@ -111,23 +111,61 @@ class PostgresBackend:
     def subscriber_store(self, app: ConversaApp) -> PostgresSubscriberStore:
         return _attached(app, PostgresSubscriberStore)
 
-    def projection_lock(self) -> contextlib.AbstractContextManager[bool]:
+    def projection_lock(self) -> contextlib.AbstractContextManager[AdvisoryLock]:
         return self.lock("projection")
 
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[bool]:
+    def lock(self, name: str) -> Iterator[AdvisoryLock]:
         # A session-level advisory lock lives as long as this connection: if the process
-        # dies, PostgreSQL releases it and a standby takes over.
-        with _translated_errors(), psycopg.connect(self.conninfo(), autocommit=True) as conn:
+        # dies, PostgreSQL releases it and a standby takes over. The same happens when the
+        # connection alone is lost, so the holder keeps asking (AdvisoryLock.held).
+        with (
+            _translated_errors(),
+            psycopg.connect(self.conninfo(), autocommit=True, **LOCK_KEEPALIVES) as conn,
+        ):
             row = conn.execute(
                 "SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
                 (f"conversa:{self.schema}", name),
             ).fetchone()
-            yield bool(row and row[0])
+            yield AdvisoryLock(conn, acquired=bool(row and row[0]))
 
     def event_signal(self) -> PostgresEventSignal:
         with _translated_errors():
             return PostgresEventSignal(self.conninfo(), channel=f"{ConversaApp.name}_events")
+
+
+#: The lock connection is idle for hours; without keepalives a peer that vanished (a
+#: failover, a network cut) would only be noticed when the kernel gives up, many minutes
+#: later. With these, a check of a dead connection fails within about 30 s.
+LOCK_KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+
+class AdvisoryLock:
+    """A session-level advisory lock, held while its connection lives."""
+
+    def __init__(self, conn: psycopg.Connection[Any], *, acquired: bool) -> None:
+        self._conn = conn
+        self.acquired = acquired
+
+    def __bool__(self) -> bool:
+        return self.acquired
+
+    def held(self) -> bool:
+        """One round trip on the lock's own connection: a session that answers still holds
+        its session-level locks; one that does not has lost them."""
+        if not self.acquired:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            self.acquired = False
+        return self.acquired
 
 
 @contextlib.contextmanager
@@ -188,11 +226,11 @@ class SQLiteBackend:
     def subscriber_store(self, app: ConversaApp) -> SQLiteSubscriberStore:
         return _attached(app, SQLiteSubscriberStore)
 
-    def projection_lock(self) -> contextlib.AbstractContextManager[bool]:
+    def projection_lock(self) -> contextlib.AbstractContextManager[FileLock]:
         return self.lock("projection")
 
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[bool]:
+    def lock(self, name: str) -> Iterator[FileLock]:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         lock_path = self.path.with_name(f"{self.path.name}.{safe}.lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -200,14 +238,28 @@ class SQLiteBackend:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                yield False
+                yield FileLock(acquired=False)
                 return
-            yield True
+            yield FileLock(acquired=True)
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
     def event_signal(self) -> PollingSignal:
         return PollingSignal(self.POLL_INTERVAL)
+
+
+class FileLock:
+    """An flock on a file beside the database: held until this process closes it or dies;
+    nothing else can take it away."""
+
+    def __init__(self, *, acquired: bool) -> None:
+        self.acquired = acquired
+
+    def __bool__(self) -> bool:
+        return self.acquired
+
+    def held(self) -> bool:
+        return self.acquired
 
 
 class PollingSignal:

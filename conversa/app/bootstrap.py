@@ -151,6 +151,21 @@ def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> Non
 #: a provider that does not answer must not hold it for long; a read timeout is reported as
 #: a transient ``<driver>_timeout`` and retried by the worker.
 PROVIDER_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=5.0)
+#: The longest one provider call takes with those timeouts: waiting for a pooled
+#: connection, connecting, writing the request, waiting for the answer (28 s).
+WORST_CASE_PROVIDER_CALL = sum(
+    phase or 0.0
+    for phase in (
+        PROVIDER_TIMEOUT.pool,
+        PROVIDER_TIMEOUT.connect,
+        PROVIDER_TIMEOUT.write,
+        PROVIDER_TIMEOUT.read,
+    )
+)
+#: How long a process told to stop waits for the attempts in flight (the dispatcher's, and
+#: sends inside requests) to record what came of them before it closes its pools and
+#: clients: a worst-case provider call, and time to save its outcome.
+SHUTDOWN_GRACE_SECONDS = WORST_CASE_PROVIDER_CALL + 10.0
 #: Connection pool of the provider HTTP client, shared by all drivers and threads.
 PROVIDER_LIMITS = httpx.Limits(
     max_connections=50, max_keepalive_connections=20, keepalive_expiry=30.0

@@ -49,8 +49,21 @@ def diagnose(
 
 
 def _projection_check(service: ConversaService) -> Check:
-    status = service.projector().status()
+    projector = service.projector()
+    status = projector.status()
     detail = f"position {status.position}, head {status.head}, lag {status.lag}"
+    # The projection runs in another process; fold its next batch here, writing nothing,
+    # to see whether it can go on at all.
+    stall = projector.check_next_batch() if status.lag else None
+    if stall is not None:
+        return Check(
+            "projection",
+            False,
+            f"{detail}: stalled, the events after position {stall.position} cannot be "
+            f"applied ({stall.error}); the worker retries every few seconds and the list "
+            "and due retries stay stale until it goes on. Stop every worker and server, "
+            "run `conversa projection rebuild`, then start them again",
+        )
     if status.lag > MAX_HEALTHY_LAG:
         return Check("projection", False, f"{detail}: is a worker (or a server) running?")
     return Check("projection", True, detail)

@@ -14,11 +14,18 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 
 from conversa.app.application import ConversaApp
 from conversa.app.messages import load_message, update_message
-from conversa.app.ports import Driver, DriverError, DriverResult, OutboundMessage, PayloadStore
+from conversa.app.ports import (
+    Driver,
+    DriverError,
+    DriverResult,
+    OutboundMessage,
+    PayloadStore,
+    StopSignal,
+)
 from conversa.app.projection import MessagesView
 from conversa.app.reporting import link_sent
 from conversa.app.retry import RetryPolicy
@@ -30,6 +37,9 @@ from conversa.domain.status import Status
 log = logging.getLogger(__name__)
 
 DUE_BATCH = 100
+#: A message whose dispatch raised is left alone this long, doubling up to the maximum.
+BROKEN_BACKOFF = timedelta(seconds=5)
+BROKEN_BACKOFF_MAX = timedelta(minutes=10)
 
 
 class Dispatcher:
@@ -51,6 +61,8 @@ class Dispatcher:
         self.policy = policy
         self.lease = lease
         self.clock = clock
+        #: Messages whose dispatch raised: how often, and when to try them again.
+        self._broken: dict[UUID, tuple[int, datetime]] = {}
 
     def attempt(self, message: Message, content: Content) -> Message:
         """Make the attempt ``message`` is claimed for, and record its outcome."""
@@ -120,14 +132,49 @@ class Dispatcher:
             message.record_attempt_failed(error.code, error.message)
         return []
 
-    def dispatch_due(self, limit: int = DUE_BATCH) -> int:
+    def dispatch_due(self, limit: int = DUE_BATCH, stop: StopSignal | None = None) -> int:
         """Make every attempt that is due (retries, and sends a crash left unfinished);
-        return how many attempts this process made."""
+        return how many attempts this process made.
+
+        ``stop`` is looked at before each message: a shutdown waits for the attempt in
+        flight to record its outcome, not for the rest of the batch. A message whose
+        dispatch raises (a bug, corrupt data) is logged and left alone for a while; the
+        others go on. A database outage (OperationalError) ends the batch.
+        """
+        now = self.clock()
+        # Forget the ones no longer tried (no longer due: finished by another process).
+        self._broken = {
+            i: entry for i, entry in self._broken.items() if entry[1] > now - BROKEN_BACKOFF_MAX
+        }
+        resting = {i for i, (_failures, until) in self._broken.items() if until > now}
         made = 0
-        for message_id in self.view.due(self.clock(), limit):
-            if self.dispatch(message_id):
-                made += 1
+        for message_id in self.view.due(now, limit + len(resting)):
+            if stop is not None and stop.is_set():
+                break
+            if message_id in resting:
+                continue
+            try:
+                if self.dispatch(message_id):
+                    made += 1
+            except OperationalError:
+                raise
+            except Exception:
+                self._rest(message_id, now)
+            else:
+                self._broken.pop(message_id, None)
         return made
+
+    def _rest(self, message_id: UUID, now: datetime) -> None:
+        failures = self._broken.get(message_id, (0, now))[0] + 1
+        wait = min(BROKEN_BACKOFF * 2 ** (failures - 1), BROKEN_BACKOFF_MAX)
+        self._broken[message_id] = (failures, now + wait)
+        log.exception(
+            "dispatching message_id=%s failed (%d time(s) in a row); going on with the others, "
+            "trying it again in %d s",
+            message_id,
+            failures,
+            wait.total_seconds(),
+        )
 
     def dispatch(self, message_id: UUID) -> bool:
         """Claim and make the next attempt of one message, if it is due and nobody else

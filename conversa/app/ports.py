@@ -113,6 +113,27 @@ class EventSignal(Protocol):
     def close(self) -> None: ...
 
 
+class StopSignal(Protocol):
+    """When a loop of the worker must end: ``threading.Event`` is one. The worker hands its
+    runners one that is also set when the lock they run under is lost."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class Lock(Protocol):
+    """What :meth:`StorageBackend.lock` yields: true when this process took the lock."""
+
+    def __bool__(self) -> bool: ...
+
+    def held(self) -> bool:
+        """Whether this process still holds the lock it took. The lock can be lost without
+        the process dying (on PostgreSQL, with its connection: an idle timeout, a failover,
+        ``pg_terminate_backend``); whoever runs under it asks before each step, and stops
+        when the answer is no, since another process may have taken it over."""
+
+
 class StorageBackend(Protocol):
     """The database chosen by ``CONVERSA_DATABASE_URL``, as the application needs it."""
 
@@ -131,12 +152,12 @@ class StorageBackend(Protocol):
     def payload_store(self, app: ConversaApp) -> PayloadStore:
         """The short-lived content store, sharing the application's connection pool."""
 
-    def projection_lock(self) -> AbstractContextManager[bool]:
-        """Try to become the one process that runs the projection; yields whether it did."""
+    def projection_lock(self) -> AbstractContextManager[Lock]:
+        """Try to become the one process that runs the projection (see :meth:`lock`)."""
 
-    def lock(self, name: str) -> AbstractContextManager[bool]:
-        """Try to become the one process that does ``name``; yields whether it did. The
-        lock goes with the process: one that dies releases it."""
+    def lock(self, name: str) -> AbstractContextManager[Lock]:
+        """Try to become the one process that does ``name``; yields a :class:`Lock`, true
+        when it did. The lock goes with the process: one that dies releases it."""
 
     def subscriber_store(self, app: ConversaApp) -> SubscriberStore:
         """Subscribers' positions and dead letters, sharing the application's pool."""

@@ -4,19 +4,23 @@ Every subscriber has its own position in the feed, stored after each event it to
 restart resumes where it stopped (an event in flight at a crash is handed over again: at
 least once, in order per message). A subscriber that raises is tried again with backoff;
 after its attempts run out, the event becomes a dead letter (listed and replayable from
-the command line) and the subscriber moves on. Subscribers never wait for each other.
+the command line) and the subscriber moves on. A stop (a shutdown, or the runner's lock
+lost) during the backoff ends the retries without a dead letter and leaves the position
+before the event, so it is handed over again after the restart. Subscribers never wait
+for each other.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 from conversa.app.lifecycle import LifecycleFeed
-from conversa.app.ports import DeadLetter, EventSignal, SubscriberStore
+from conversa.app.ports import DeadLetter, EventSignal, StopSignal, SubscriberStore
 from conversa.events import EVENT_TYPES, LifecycleEvent
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,13 @@ class Subscription:
         )
 
 
+class Delivery(Enum):
+    TAKEN = "taken"
+    DEAD_LETTER = "dead letter"
+    #: Stopped while waiting to try again: neither taken nor given up on.
+    INTERRUPTED = "interrupted"
+
+
 class SubscriberRunner:
     def __init__(
         self, subscription: Subscription, feed: LifecycleFeed, store: SubscriberStore
@@ -56,13 +67,13 @@ class SubscriberRunner:
         self.feed = feed
         self.store = store
 
-    def run(self, stop: threading.Event, signal: EventSignal, *, idle_wait: float = 1.0) -> None:
+    def run(self, stop: StopSignal, signal: EventSignal, *, idle_wait: float = 1.0) -> None:
         """Hand events over until ``stop`` is set."""
         while not stop.is_set():
             if not self.run_once(stop):
                 signal.wait(idle_wait)
 
-    def run_once(self, stop: threading.Event | None = None) -> bool:
+    def run_once(self, stop: StopSignal | None = None) -> bool:
         """Hand over the next batch; return whether there was anything to read."""
         name = self.subscription.name
         position = self.store.position(name)
@@ -72,15 +83,15 @@ class SubscriberRunner:
         for event in events:
             if stop is not None and stop.is_set():
                 return True  # the event is handed over again after the restart
-            if self.subscription.wants(event):
-                self.deliver(event, stop)
+            if self.subscription.wants(event) and self.deliver(event, stop) is Delivery.INTERRUPTED:
+                return True  # the position stays before it: handed over after the restart
             self.store.save_position(name, event.event_id)
         self.store.save_position(name, read_up_to)
         return True
 
-    def deliver(self, event: LifecycleEvent, stop: threading.Event | None = None) -> bool:
-        """Try ``event`` until it is taken or the attempts run out (then: a dead letter).
-        Returns whether the subscriber took it."""
+    def deliver(self, event: LifecycleEvent, stop: StopSignal | None = None) -> Delivery:
+        """Try ``event`` until it is taken or the attempts run out (then: a dead letter),
+        or until ``stop`` is set while waiting to try again."""
         subscription = self.subscription
         error: Exception | None = None
         for attempt in range(1, subscription.max_attempts + 1):
@@ -98,12 +109,18 @@ class SubscriberRunner:
                     type(failure).__name__,
                 )
                 if attempt < subscription.max_attempts:
-                    if stop is not None:
-                        stop.wait(wait)
-                    else:
-                        threading.Event().wait(wait)
+                    if stop is None:
+                        time.sleep(wait)
+                    elif stop.wait(wait):
+                        log.info(
+                            "subscriber %s stopped before retrying event %d; it is handed "
+                            "over again when the subscriber runs next",
+                            subscription.name,
+                            event.event_id,
+                        )
+                        return Delivery.INTERRUPTED
                 continue
-            return True
+            return Delivery.TAKEN
         described = f"{type(error).__name__}: {error}"[:500] if error else "unknown"
         letter = self.store.add_dead_letter(
             subscription.name, event.as_dict(), described, subscription.max_attempts
@@ -115,7 +132,7 @@ class SubscriberRunner:
             subscription.max_attempts,
             letter,
         )
-        return False
+        return Delivery.DEAD_LETTER
 
 
 def replay(

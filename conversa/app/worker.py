@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from eventsourcing.persistence import OperationalError
 
-from conversa.app.ports import EventSignal
+from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS
+from conversa.app.ports import EventSignal, Lock, StopSignal
 from conversa.app.service import ConversaService
 from conversa.app.subscribers import SubscriberRunner
 
@@ -33,9 +35,21 @@ PURGE_EVERY = 120
 
 
 class Worker:
-    def __init__(self, service: ConversaService, *, dispatch_interval: float = DISPATCH_INTERVAL):
+    def __init__(
+        self,
+        service: ConversaService,
+        *,
+        dispatch_interval: float = DISPATCH_INTERVAL,
+        standby_interval: float = STANDBY_INTERVAL,
+        shutdown_grace: float = SHUTDOWN_GRACE_SECONDS,
+    ):
         self.service = service
         self.dispatch_interval = dispatch_interval
+        #: How long run() waits, once stopped, for its duties to reach a safe point (the
+        #: dispatcher: the outcome of the attempt in flight recorded).
+        self.shutdown_grace = shutdown_grace
+        #: How often a process that stands by tries to take a lock.
+        self.standby_interval = standby_interval
 
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set. Database outages are waited out, not fatal."""
@@ -60,8 +74,15 @@ class Worker:
             self.run_exclusive("projection", self.service.projector().run, stop)
         finally:
             stop.set()
+            deadline = time.monotonic() + self.shutdown_grace
             for helper in helpers:
-                helper.join(30)
+                helper.join(max(deadline - time.monotonic(), 0.0))
+            if late := [helper.name for helper in helpers if helper.is_alive()]:
+                log.error(
+                    "%s did not stop within %.0f s; stopping without them",
+                    ", ".join(late),
+                    self.shutdown_grace,
+                )
 
     def start(self, stop: threading.Event) -> threading.Thread:
         thread = threading.Thread(
@@ -73,36 +94,47 @@ class Worker:
     def run_exclusive(
         self,
         name: str,
-        follow: Callable[[threading.Event, EventSignal], None],
+        follow: Callable[[StopSignal, EventSignal], None],
         stop: threading.Event,
     ) -> None:
         """Run ``follow`` while this process holds the lock ``name``; stand by while another
-        process does. ``follow`` returns when ``stop`` is set."""
+        process does. ``follow`` returns when its stop signal is set: when ``stop`` is, or
+        when the lock is lost (then this process tries to take it again)."""
         backend = self.service.backend
         standing_by = False
         while not stop.is_set():
             try:
-                with backend.lock(name) as acquired:
-                    if not acquired:
+                with backend.lock(name) as lock:
+                    if not lock:
                         if not standing_by:
                             log.info("another process runs %s; standing by", name)
                             standing_by = True
-                        stop.wait(STANDBY_INTERVAL)
+                        stop.wait(self.standby_interval)
                         continue
                     standing_by = False
                     log.info("running %s", name)
+                    held = WhileHeld(stop, lock)
                     signal = backend.event_signal()
                     try:
-                        follow(stop, signal)
+                        follow(held, signal)
                     finally:
                         signal.close()
+                if held.lost:
+                    log.warning(
+                        "lost the lock of %s (its database connection dropped): stopped "
+                        "running it; standing by",
+                        name,
+                    )
+                    # Its connection just failed: a standby whose connection did not gets
+                    # the first chance to take over.
+                    stop.wait(self.standby_interval)
             except OperationalError as error:
                 log.warning("%s interrupted (%s); retrying", name, type(error).__name__)
                 stop.wait(ERROR_BACKOFF)
             except Exception:
                 # A bug or corrupt data (ProjectionOutOfSequence, say): keep the process
                 # serving, say so loudly, and try again later rather than die silently.
-                log.exception("%s failed; retrying", name)
+                log.exception("%s failed; retrying (`conversa diagnose` says what to do)", name)
                 stop.wait(ERROR_BACKOFF * 5)
 
     def run_dispatcher(self, stop: threading.Event) -> None:
@@ -110,7 +142,7 @@ class Worker:
         rounds = 0
         while not stop.is_set():
             try:
-                made = dispatcher.dispatch_due()
+                made = dispatcher.dispatch_due(stop=stop)
                 rounds += 1
                 if rounds % PURGE_EVERY == 0:
                     dispatcher.purge_expired_payloads()
@@ -124,3 +156,33 @@ class Worker:
                 continue
             if made == 0:
                 stop.wait(self.dispatch_interval)
+
+
+class WhileHeld:
+    """The stop signal of a runner that holds a lock: set when the worker stops, and also
+    as soon as the lock is found lost. Runners ask it before each batch and each hand-over,
+    so a runner whose lock went with its connection stops before a standby that took the
+    lock over could hand the same events over at the same time."""
+
+    #: How often a long wait (a subscriber's backoff) looks at the lock.
+    CHECK_INTERVAL = 1.0
+
+    def __init__(self, stop: threading.Event, lock: Lock) -> None:
+        self._stop = stop
+        self._lock = lock
+        self.lost = False
+
+    def is_set(self) -> bool:
+        if self._stop.is_set() or self.lost:
+            return True
+        self.lost = not self._lock.held()
+        return self.lost
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = self.CHECK_INTERVAL if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._stop.wait(min(left, self.CHECK_INTERVAL))
+        return True

@@ -13,6 +13,8 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from conversa.app.bootstrap import bootstrap, migrate
 from conversa.app.projection import MessageQuery
 from tests.fakes.providers import (
@@ -98,3 +100,65 @@ def test_two_workers_make_each_attempt_once(postgres_url: str, tmp_path: Path) -
     claims = [output.count("claimed attempt 2 of message_id=") for output in outputs]
     assert sum(claims) == MESSAGES
     print(f"claims per worker: {claims}")
+
+
+def start_worker(url: str, workdir: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSA_")}
+    env.update({"CONVERSA_DATABASE_URL": url, "CONVERSA_LOG_LEVEL": "INFO"})
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "conversa", "worker"],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return process, log_path
+
+
+def wait_for_line(process: subprocess.Popen[bytes], log_path: Path, line: str) -> None:
+    deadline = time.monotonic() + 30
+    while line not in log_path.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_another_worker_takes_the_projection_over_when_its_holder_is_killed(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    migrate(make_settings(postgres_url))
+    holder, holder_log = start_worker(postgres_url, tmp_path, "holder")
+    standby: subprocess.Popen[bytes] | None = None
+    standby_log = tmp_path / "standby.log"
+    try:
+        wait_for_line(holder, holder_log, "running projection")
+        standby, standby_log = start_worker(postgres_url, tmp_path, "standby")
+        wait_for_line(standby, standby_log, "another process runs projection; standing by")
+        with bootstrap(make_settings(postgres_url)) as service:
+
+            def projected_within(seconds: float) -> float:
+                started = time.monotonic()
+                sent = service.send("sms", "+15551234567", {"body": "hello"})
+                while service.view.get(sent.message_id) is None:
+                    assert time.monotonic() - started < seconds, "not in the read model in time"
+                    time.sleep(0.02)
+                return time.monotonic() - started
+
+            projected_within(10)
+            holder.send_signal(signal.SIGKILL)
+            holder.wait(10)
+            took = projected_within(10)  # counted from the kill: the send follows at once
+        assert "running projection" in standby_log.read_text()
+        print(f"the standby took over; a send was in the read model {took:.2f} s after the kill")
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        if standby is not None:
+            standby.send_signal(signal.SIGTERM)
+            standby.wait(30)
+    assert standby is not None and standby.returncode == 0, standby_log.read_text()
+    assert "Traceback" not in standby_log.read_text()

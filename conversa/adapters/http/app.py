@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -19,13 +20,14 @@ from starlette.routing import Route
 from conversa.adapters import logs
 from conversa.adapters.http.auth import Authenticator, RateLimiter
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
-from conversa.adapters.http.events import stream_events
+from conversa.adapters.http.events import server_is_stopping, stream_events
 from conversa.adapters.http.messages import list_messages, send_message, show_message
 from conversa.adapters.http.metrics import Metrics, metrics
 from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
 from conversa.adapters.http.state import HttpState, http_state
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
+from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS
 from conversa.app.service import ConversaService
 from conversa.app.worker import Worker
 
@@ -64,14 +66,21 @@ def create_app(
         )
         stop = threading.Event()
         thread = Worker(service).start(stop) if run_worker else None
+        watcher = asyncio.create_task(_stop_when_server_stops(stop)) if run_worker else None
         try:
             yield
         finally:
-            # Requests in flight have finished when the server calls this; the worker
-            # stops at its next safe point (between batches), then the pools close.
+            # Requests in flight have finished when the server calls this. The worker
+            # was told to stop when the server was; it stops at its next safe point (the
+            # dispatcher: once the attempt in flight has recorded its outcome, which can
+            # take a whole provider call). Only then do the pools and clients close.
             stop.set()
+            if watcher is not None:
+                watcher.cancel()
             if thread is not None:
-                await run_in_threadpool(thread.join, 10)
+                await run_in_threadpool(thread.join, SHUTDOWN_GRACE_SECONDS + 5)
+                if thread.is_alive():
+                    log.error("the worker did not stop in time; closing the service anyway")
             service.close()
 
     return Starlette(
@@ -90,6 +99,14 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+
+
+async def _stop_when_server_stops(stop: threading.Event) -> None:
+    """Stop the worker as soon as the server is told to stop, not only once the requests in
+    flight are done: the two waits then overlap instead of adding up."""
+    while not server_is_stopping():
+        await asyncio.sleep(0.2)
+    stop.set()
 
 
 async def health(request: Request) -> JSONResponse:

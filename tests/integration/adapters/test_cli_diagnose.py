@@ -5,8 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
+from uuid import UUID
 
-from tests.support import conversa
+import pytest
+from psycopg import sql
+
+from conversa.app.bootstrap import bootstrap
+from conversa.app.projection import ProjectionOutOfSequence
+from conversa.app.reports import StatusReport
+from conversa.app.service import ConversaService
+from conversa.domain.status import Status
+from tests.support import conversa, make_settings
 
 
 def diagnose(url: str, cwd: Path, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
@@ -63,3 +73,51 @@ def test_diagnose_tells_what_needs_action(backend_url: str, tmp_path: Path) -> N
     assert table.returncode == 1 and "ACTION" in table.stdout
     for output in (misconfigured.stdout + misconfigured.stderr, table.stdout + table.stderr):
         assert secret not in output and meta_secret not in output
+
+
+def corrupt_row(service: ConversaService, message_id: UUID) -> None:
+    """Make the message's row claim a version its events never reached, as a hand edit or
+    a bug would: the projection cannot apply the message's next event after it."""
+    view: Any = service.view
+    with view.datastore.transaction(commit=True) as cursor:
+        if service.backend.kind == "postgresql":
+            cursor.execute(
+                sql.SQL("UPDATE {} SET version = version + 3 WHERE id = %s").format(view.table),
+                (message_id,),
+            )
+        else:
+            cursor.execute(
+                "UPDATE conversa_messages SET version = version + 3 WHERE id = ?",
+                (str(message_id),),
+            )
+
+
+def test_diagnose_says_when_the_projection_is_stalled_why_and_what_to_do(
+    backend_url: str, tmp_path: Path
+) -> None:
+    assert conversa("migrate", url=backend_url, cwd=tmp_path).returncode == 0
+    with bootstrap(make_settings(backend_url)) as service:
+        sent = [service.send("sms", "+15551234567", {"body": f"n{n}"}) for n in range(3)]
+        service.projector().catch_up()
+        corrupt_row(service, sent[1].message_id)
+        service.record_report(
+            StatusReport("twilio", None, sent[1].message_id, Status.DELIVERED, "delivered")
+        )
+        with pytest.raises(ProjectionOutOfSequence):
+            service.projector().catch_up()  # what the worker runs into, again and again
+        assert service.projector().status().lag == 1
+
+    stalled = diagnose(backend_url, tmp_path, "--json")
+    assert stalled.returncode == 1, stalled.stdout
+    projection = checks(stalled)["projection"]
+    assert not projection["ok"]
+    detail = str(projection["detail"])
+    assert "lag 1" in detail and "stalled" in detail
+    assert "ProjectionOutOfSequence" in detail and str(sent[1].message_id) in detail
+    assert "conversa projection rebuild" in detail
+
+    rebuilt = conversa("projection", "rebuild", url=backend_url, cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    healthy = diagnose(backend_url, tmp_path, "--json")
+    assert healthy.returncode == 0, healthy.stdout
+    assert str(checks(healthy)["projection"]["detail"]).endswith("lag 0")

@@ -9,11 +9,13 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
 import pytest
 from eventsourcing.persistence import IntegrityError
+from psycopg import sql
 
 from conversa.adapters.providers.templates import TemplateCatalog
 from conversa.adapters.providers.twilio import TwilioConfig, TwilioDriver
@@ -319,3 +321,47 @@ def test_meta_errors_are_classified_by_their_code(backend_url: str, clock: Clock
             assert tick(service) == 0
             assert meta.calls == 4
             assert history(service, refused.message_id) == ["Queued", "Failed"]
+
+
+def corrupt_payload(service: ConversaService, message_id: UUID) -> None:
+    """What a bad restore or a hand edit leaves in conversa_payloads: not a content."""
+    payloads: Any = service.payloads
+    with payloads.datastore.transaction(commit=True) as cursor:
+        if service.backend.kind == "postgresql":
+            cursor.execute(
+                sql.SQL("UPDATE {} SET content = '{{}}'::jsonb WHERE message_id = %s").format(
+                    payloads.table
+                ),
+                (message_id,),
+            )
+        else:
+            cursor.execute(
+                "UPDATE conversa_payloads SET content = '{}' WHERE message_id = ?",
+                (str(message_id),),
+            )
+
+
+def test_a_message_that_cannot_be_dispatched_does_not_stop_the_others(
+    backend_url: str, twilio: FakeTwilio, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    twilio.always(SERVICE_UNAVAILABLE)
+    with open_service(backend_url, twilio, clock, store_body="false") as service:
+        waiting = []
+        for n in range(3):
+            waiting.append(service.send("sms", TO, {"body": f"n{n}"}).message_id)
+            clock.advance(0.01)  # the broken one is due first
+        corrupt_payload(service, waiting[0])
+        twilio.always(None)
+        clock.advance(5)
+
+        assert tick(service) == 2  # the two others went out, in the same round
+        assert [service.get_message(i).status for i in waiting] == ["queued", "sent", "sent"]
+        assert f"dispatching message_id={waiting[0]} failed" in caplog.text
+        assert twilio.calls == 3 + 2
+
+        # Its claim lapses; it is tried again later, and still nothing else is held up.
+        later = service.send("sms", TO, {"body": "later"})
+        assert later.status == "sent"
+        clock.advance(service.lease.total_seconds() + 1)
+        assert tick(service) == 0
+        assert twilio.calls == 3 + 2 + 1

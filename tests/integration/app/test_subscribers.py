@@ -126,3 +126,43 @@ def test_a_failing_subscriber_is_retried_and_then_dead_lettered_without_holding_
     assert [letter.event["message_id"] for letter in letters] == [str(s.message_id) for s in sent]
     assert all(letter.attempts == 4 and "cannot take" in letter.error for letter in letters)
     assert service.subscriber_store.position("broken") >= letters[-1].event["event_id"]
+
+
+def test_a_shutdown_while_a_subscriber_waits_to_retry_keeps_its_event_for_the_restart(
+    service: ConversaService,
+) -> None:
+    """A receiver that is down during a deploy: the stop ends the wait, no attempt is made
+    back to back, nothing is dead-lettered, and the event is handed over after the restart."""
+    attempts: list[float] = []
+
+    def receiver_down(event: LifecycleEvent) -> None:
+        attempts.append(time.monotonic())
+        raise ConnectionError(f"receiver down for {event.event_id}")
+
+    down = Subscription(
+        "receiver", receiver_down, max_attempts=5, retry_base_seconds=30, jitter=lambda c: c
+    )
+    first = service.send("sms", "+15551234567", {"body": "a"}).message_id
+    second = service.send("sms", "+15551234567", {"body": "b"}).message_id
+    stop = threading.Event()
+    runner = SubscriberRunner(down, service.feed, service.subscriber_store)
+    thread = threading.Thread(target=runner.run_once, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not attempts:
+        assert time.monotonic() < deadline, "the subscriber was never called"
+        time.sleep(0.01)
+    stop.set()  # SIGTERM: the runner is in its 30 s wait before the second attempt
+    thread.join(5)
+    assert not thread.is_alive(), "the stop did not end the wait"
+
+    assert len(attempts) == 1  # no attempts fired back to back
+    assert service.subscriber_store.dead_letters("receiver") == []
+    assert service.subscriber_store.position("receiver") == 0  # not moved past the event
+
+    # After the restart, with the receiver back, it gets both events, in order.
+    taken: list[LifecycleEvent] = []
+    back = Subscription("receiver", taken.append)
+    while SubscriberRunner(back, service.feed, service.subscriber_store).run_once():
+        pass
+    assert [(type(e), e.message_id) for e in taken] == [(MessageSent, first), (MessageSent, second)]
