@@ -151,10 +151,20 @@ def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> Non
 #: a provider that does not answer must not hold it for long; a read timeout is reported as
 #: a transient ``<driver>_timeout`` and retried by the worker.
 PROVIDER_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=5.0)
-#: Connection pool of the provider HTTP client, shared by all drivers and threads.
-PROVIDER_LIMITS = httpx.Limits(
-    max_connections=50, max_keepalive_connections=20, keepalive_expiry=30.0
-)
+#: Connections beyond one per concurrent send: the dispatcher makes one attempt at a time.
+BACKGROUND_CONNECTIONS = 4
+
+
+def provider_limits(send_concurrency: int) -> httpx.Limits:
+    """The connection pool of the provider HTTP client, shared by all drivers and threads:
+    one connection for each send that may be in flight (``CONVERSA_SEND_CONCURRENCY``,
+    the size of the server's provider thread pool) and a few for the dispatcher, so that
+    no send waits for a connection (and times out after ``PROVIDER_TIMEOUT.pool``)."""
+    return httpx.Limits(
+        max_connections=send_concurrency + BACKGROUND_CONNECTIONS,
+        max_keepalive_connections=min(20, send_concurrency + BACKGROUND_CONNECTIONS),
+        keepalive_expiry=30.0,
+    )
 
 
 @dataclass
@@ -169,11 +179,13 @@ class ConfiguredDrivers:
             self.client.close()
 
 
-def provider_http_client() -> httpx.Client:
+def provider_http_client(
+    send_concurrency: int = Settings.model_fields["send_concurrency"].default,
+) -> httpx.Client:
     """The one pooled HTTP client of the provider drivers."""
     return httpx.Client(
         timeout=PROVIDER_TIMEOUT,
-        limits=PROVIDER_LIMITS,
+        limits=provider_limits(send_concurrency),
         # name/x.y.z, the form Meta's spec asks of a User-Agent.
         headers={"User-Agent": f"conversa/{installed_version()}"},
         follow_redirects=False,
@@ -194,7 +206,7 @@ def configured_drivers(settings: Settings) -> ConfiguredDrivers:
     def shared_client() -> httpx.Client:  # made on first need: log alone opens nothing
         nonlocal client
         if client is None:
-            client = provider_http_client()
+            client = provider_http_client(settings.send_concurrency)
         return client
 
     factories: dict[str, Callable[[], Driver]] = {

@@ -8,7 +8,6 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -24,6 +23,7 @@ from conversa.adapters.http.messages import list_messages, send_message, show_me
 from conversa.adapters.http.metrics import Metrics, metrics
 from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
+from conversa.adapters.http.pools import ProviderPool, size_default_pool
 from conversa.adapters.http.state import HttpState, http_state
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
 from conversa.app.service import ConversaService
@@ -33,9 +33,6 @@ log = logging.getLogger(__name__)
 
 #: Set by ``conversa serve --no-worker`` for the server processes it starts.
 RUN_WORKER_VARIABLE = "CONVERSA_SERVE_WORKER"
-#: Threads that run the (synchronous) use cases; more requests than this wait their turn
-#: instead of piling onto the database pool.
-THREAD_POOL_SIZE = 32
 
 
 def create_app(
@@ -52,7 +49,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = THREAD_POOL_SIZE
+        size_default_pool()
         service = await run_in_threadpool(factory)
         settings = service.settings
         logs.configure(settings.log_level)
@@ -61,6 +58,7 @@ def create_app(
             authenticator=Authenticator(service.tokens),
             rate_limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
             metrics=Metrics(service),
+            provider_pool=ProviderPool(settings.send_concurrency),
         )
         stop = threading.Event()
         thread = Worker(service).start(stop) if run_worker else None

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from conversa.adapters.http.auth import Authenticator, RateLimiter
 from conversa.adapters.http.metrics import Metrics
+from conversa.adapters.http.pools import ProviderPool
 from conversa.app.service import ConversaService
 from conversa.app.tokens import TokenInfo
 
@@ -18,6 +19,7 @@ class HttpState:
     authenticator: Authenticator
     rate_limiter: RateLimiter
     metrics: Metrics
+    provider_pool: ProviderPool
 
 
 @dataclass(frozen=True, slots=True)
