@@ -35,7 +35,7 @@ def load_settings() -> Settings:
         settings = Settings.from_environ()
     except SettingsError as error:
         fail(f"configuration error: {error}", 2)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return settings
 
 
@@ -153,6 +153,10 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        # uvicorn's lines in Conversa's format, on standard error, in every process.
+        log_config=logs.logging_config(
+            settings.log_level, logs.resolve_format(settings.log_format)
+        ),
         # Conversa logs its own access line, without the query string (it can hold a
         # phone number) and with the request id.
         access_log=False,

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     rate_limit_storage: str = "memory://"
     templates_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Unset: text when standard error is a terminal, JSON lines otherwise.
+    log_format: Literal["json", "text"] | None = None
 
     events_url: str | None = None
     events_secret: SecretStr | None = Field(default=None, validate_default=True)

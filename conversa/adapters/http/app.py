@@ -52,7 +52,7 @@ def create_app(
         size_default_pool()
         service = await run_in_threadpool(factory)
         settings = service.settings
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
         app.state.conversa = HttpState(
             service=service,
             authenticator=Authenticator(service.tokens),
