@@ -141,27 +141,30 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
     import uvicorn
 
     from conversa.adapters.http.app import RUN_WORKER_VARIABLE
+    from conversa.adapters.metrics import multiprocess_mode
 
     settings = load_settings()
     with opened_service(settings):
         pass  # fail fast, before forking, on a database that is missing or unmigrated
     os.environ[RUN_WORKER_VARIABLE] = "false" if no_worker else "true"
-    uvicorn.run(
-        "conversa.adapters.http.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        # uvicorn's lines in Conversa's format, on standard error, in every process.
-        log_config=logs.logging_config(
-            settings.log_level, logs.resolve_format(settings.log_format)
-        ),
-        # Conversa logs its own access line, without the query string (it can hold a
-        # phone number) and with the request id.
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    # With several processes, /metrics sums the counters of them all.
+    with multiprocess_mode(workers):
+        uvicorn.run(
+            "conversa.adapters.http.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            # uvicorn's lines in Conversa's format, on standard error, in every process.
+            log_config=logs.logging_config(
+                settings.log_level, logs.resolve_format(settings.log_format)
+            ),
+            # Conversa logs its own access line, without the query string (it can hold a
+            # phone number) and with the request id.
+            access_log=False,
+            timeout_graceful_shutdown=20,
+        )
 
 
 @main.group()

@@ -2,9 +2,10 @@
 
 - Every line goes to standard error, so that a command's standard output holds only its
   result (``conversa send`` prints JSON a script can parse, at any log level).
-- JSON lines (one object per line: ``time``, ``level``, ``logger``, ``message``, and
-  ``request_id`` on lines logged while a request is served) when standard error is not a
-  terminal, text on a terminal; ``CONVERSA_LOG_FORMAT=json|text`` decides otherwise.
+- JSON lines (one object per line: ``time``, ``level``, ``logger``, ``process`` (its id),
+  ``message``, and ``request_id`` on lines logged while a request is served) when standard
+  error is not a terminal, text on a terminal; ``CONVERSA_LOG_FORMAT=json|text`` decides
+  otherwise.
 - uvicorn's own lines go through the same handler and format, in every process that
   ``serve --workers N`` starts (see :func:`logging_config`).
 - httpx and httpcore log at WARNING at least: at INFO httpx logs every request's URL, and
@@ -28,7 +29,7 @@ Format = Literal["json", "text"]
 REQUEST_ID: ContextVar[str | None] = ContextVar("conversa_request_id", default=None)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-JSON_FIELDS = "%(levelname)s %(name)s %(message)s"
+JSON_FIELDS = "%(levelname)s %(name)s %(process)d %(message)s"
 #: Libraries whose INFO lines could carry a secret or a phone number.
 QUIET_LOGGERS = ("httpx", "httpcore")
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")

@@ -13,6 +13,7 @@ import httpx
 from eventsourcing.persistence import OperationalError, ProgrammingError
 
 from conversa._version import installed_version
+from conversa.adapters.metrics import PrometheusMetrics
 from conversa.adapters.persistence import backend_from_url
 from conversa.adapters.providers.log import LogDriver
 from conversa.adapters.providers.templates import TemplateCatalog
@@ -24,6 +25,7 @@ from conversa.app.ports import Driver, StorageBackend
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.app.subscribers import Subscription
+from conversa.app.telemetry import Telemetry
 from conversa.domain.channel import Channel
 from conversa.events import LifecycleEvent
 
@@ -40,9 +42,11 @@ def bootstrap(
     backend: StorageBackend | None = None,
     clock: Callable[[], datetime] | None = None,
     jitter: Callable[[float], float] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> ConversaService:
     """Build the service. ``drivers`` and ``backend`` replace the configured ones; ``clock``
-    and ``jitter`` (a random wait up to the given ceiling) make time deterministic."""
+    and ``jitter`` (a random wait up to the given ceiling) make time deterministic;
+    ``telemetry`` replaces the Prometheus metrics."""
     on_close: Callable[[], None] | None = None
     if drivers is None:
         # First, so that a bad templates file stops start-up before anything is opened.
@@ -84,6 +88,7 @@ def bootstrap(
         on_close=lambda: _close_all(closers),
         clock=clock,
         jitter=jitter,
+        telemetry=telemetry or PrometheusMetrics(),
     )
     try:
         closers.extend(configure_subscribers(service, settings))

@@ -20,12 +20,13 @@ from conversa.adapters.http.auth import Authenticator, RateLimiter
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import stream_events
 from conversa.adapters.http.messages import list_messages, send_message, show_message
-from conversa.adapters.http.metrics import Metrics, metrics
+from conversa.adapters.http.metrics import ProjectionGauges, metrics, metrics_of
 from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
 from conversa.adapters.http.pools import ProviderPool, size_default_pool
 from conversa.adapters.http.state import HttpState, http_state
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
+from conversa.adapters.metrics import mark_process_dead
 from conversa.app.service import ConversaService
 from conversa.app.worker import Worker
 
@@ -57,7 +58,8 @@ def create_app(
             service=service,
             authenticator=Authenticator(service.tokens),
             rate_limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
-            metrics=Metrics(service),
+            metrics=metrics_of(service),
+            database_gauges=ProjectionGauges(service),
             provider_pool=ProviderPool(settings.send_concurrency),
         )
         stop = threading.Event()
@@ -71,6 +73,7 @@ def create_app(
             if thread is not None:
                 await run_in_threadpool(thread.join, 10)
             service.close()
+            mark_process_dead()  # its in-flight gauges go; its counters stay in the sums
 
     return Starlette(
         routes=[

@@ -50,14 +50,14 @@ async def send_message(request: Request) -> JSONResponse:
         opts,
         scope=str(context.token.id),
     )
-    state.metrics.messages_sent.labels(result.message.channel, result.status).inc()
     location = f"/conversa/messages/{result.message_id}"
-    if result.replayed:
+    if result.replayed:  # counted apart, by the service
         return JSONResponse(
             result.message.as_dict(),
             status_code=200,
             headers={"Idempotent-Replayed": "true", "Location": location},
         )
+    state.metrics.messages_sent.labels(result.message.channel, result.status).inc()
     return JSONResponse(result.message.as_dict(), status_code=201, headers={"Location": location})
 
 

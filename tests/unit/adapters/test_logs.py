@@ -58,7 +58,7 @@ def test_json_lines_carry_the_request_id_only_during_a_request(
         json.loads(line) for line in stream.getvalue().splitlines()
     )
 
-    assert list(outside) == ["time", "level", "logger", "message"]
+    assert list(outside) == ["time", "level", "logger", "process", "message"]
     assert outside["message"] == "outside any request"
     assert (outside["level"], outside["logger"]) == ("INFO", "conversa.test-logs")
     assert handler_line["request_id"] == "abc123"
