@@ -35,7 +35,7 @@ def load_settings() -> Settings:
         settings = Settings.from_environ()
     except SettingsError as error:
         fail(f"configuration error: {error}", 2)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return settings
 
 
@@ -141,25 +141,32 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
     import uvicorn
 
     from conversa.adapters.http.app import RUN_WORKER_VARIABLE
+    from conversa.adapters.metrics import multiprocess_mode
 
     settings = load_settings()
     with opened_service(settings):
         pass  # fail fast, before forking, on a database that is missing or unmigrated
     os.environ[RUN_WORKER_VARIABLE] = "false" if no_worker else "true"
-    uvicorn.run(
-        "conversa.adapters.http.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        # Conversa logs its own access line, without the query string (it can hold a
-        # phone number) and with the request id.
-        access_log=False,
-        # A send in flight can be inside a worst-case provider call; let it record its
-        # outcome rather than be cancelled.
-        timeout_graceful_shutdown=round(SHUTDOWN_GRACE_SECONDS),
-    )
+    # With several processes, /metrics sums the counters of them all.
+    with multiprocess_mode(workers):
+        uvicorn.run(
+            "conversa.adapters.http.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            # uvicorn's lines in Conversa's format, on standard error, in every process.
+            log_config=logs.logging_config(
+                settings.log_level, logs.resolve_format(settings.log_format)
+            ),
+            # Conversa logs its own access line, without the query string (it can hold a
+            # phone number) and with the request id.
+            access_log=False,
+            # A send in flight can be inside a worst-case provider call; let it record its
+            # outcome rather than be cancelled.
+            timeout_graceful_shutdown=round(SHUTDOWN_GRACE_SECONDS),
+        )
 
 
 @main.group()

@@ -1,19 +1,140 @@
-"""Logging set-up shared by the command line and the server processes it starts."""
+"""Logging set-up shared by the command line and the server processes it starts.
+
+- Every line goes to standard error, so that a command's standard output holds only its
+  result (``conversa send`` prints JSON a script can parse, at any log level).
+- JSON lines (one object per line: ``time``, ``level``, ``logger``, ``process`` (its id),
+  ``message``, and ``request_id`` on lines logged while a request is served) when standard
+  error is not a terminal, text on a terminal; ``CONVERSA_LOG_FORMAT=json|text`` decides
+  otherwise.
+- uvicorn's own lines go through the same handler and format, in every process that
+  ``serve --workers N`` starts (see :func:`logging_config`).
+- httpx and httpcore log at WARNING at least: at INFO httpx logs every request's URL, and
+  URLs can carry secrets (a token in ``CONVERSA_EVENTS_URL``'s query, say).
+"""
 
 from __future__ import annotations
 
 import logging
+import logging.config
 import sys
+from contextvars import ContextVar
+from typing import Any, Literal
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+from pythonjsonlogger.json import JsonFormatter
+
+Format = Literal["json", "text"]
+
+#: The id of the request being served, set by the HTTP middleware. Worker threads that
+#: run a request's use case see it too: anyio copies the context into them.
+REQUEST_ID: ContextVar[str | None] = ContextVar("conversa_request_id", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+JSON_FIELDS = "%(levelname)s %(name)s %(process)d %(message)s"
+#: Libraries whose INFO lines could carry a secret or a phone number.
+QUIET_LOGGERS = ("httpx", "httpcore")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 
 
-def configure(level: str) -> None:
-    """Log to standard error at ``level``, unless the process already set logging up.
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every record: the current request's, or none."""
 
-    Called by the CLI, and again in each server process that uvicorn spawns for
-    ``--workers N``, which inherit none of the parent's logging configuration.
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = "-"
+        return super().format(record)
+
+
+class JsonLineFormatter(JsonFormatter):
+    """One JSON object per line; ``request_id`` only on lines logged during a request."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            JSON_FIELDS,
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+        )
+
+    def add_fields(
+        self,
+        log_data: dict[str, Any],
+        record: logging.LogRecord,
+        message_dict: dict[str, Any],
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        if log_data.get("request_id", "") is None:
+            del log_data["request_id"]
+        # uvicorn adds these for its coloured console output; they repeat the message.
+        log_data.pop("color_message", None)
+        fields = {"time": log_data.pop("time"), **log_data}  # the time first, for people
+        log_data.clear()
+        log_data.update(fields)
+
+
+def resolve_format(chosen: str | None) -> Format:
+    """``chosen`` (CONVERSA_LOG_FORMAT) or, unset: text on a terminal, else JSON."""
+    if chosen == "json":
+        return "json"
+    if chosen == "text":
+        return "text"
+    stream = sys.stderr
+    return "text" if stream is not None and stream.isatty() else "json"
+
+
+def logging_config(level: str, log_format: Format) -> dict[str, Any]:
+    """A :func:`logging.config.dictConfig` document: the root logger on standard error
+    in ``log_format``, uvicorn's loggers through it, httpx and httpcore quiet.
+
+    Given to uvicorn as its ``log_config``, which applies it in each process it starts.
     """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format=FORMAT, stream=sys.stderr)
-    logging.getLogger().setLevel(level)
+    formatter = JsonLineFormatter if log_format == "json" else TextFormatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": f"{__name__}.{RequestIdFilter.__qualname__}"}},
+        "formatters": {"conversa": {"()": f"{__name__}.{formatter.__qualname__}"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "conversa",
+                "filters": ["request_id"],
+            }
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            **{
+                name: {"level": level, "handlers": [], "propagate": True}
+                for name in UVICORN_LOGGERS
+            },
+            **{name: {"level": quiet_level(level)} for name in QUIET_LOGGERS},
+        },
+    }
+
+
+def quiet_level(level: str) -> str:
+    """The level of httpx and httpcore: WARNING, or higher when the root's is."""
+    return level if logging.getLevelName(level) > logging.WARNING else "WARNING"
+
+
+def configure(level: str, log_format: str | None = None) -> None:
+    """Log to standard error at ``level`` in ``log_format`` (see :func:`resolve_format`),
+    unless the process already set logging up, in which case only the levels are set.
+
+    Called by the CLI, and again in each server process (uvicorn's workers set logging up
+    from :func:`logging_config` before they start the application).
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.config.dictConfig(logging_config(level, resolve_format(log_format)))
+    root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(quiet_level(level))

@@ -13,6 +13,7 @@ import httpx
 from eventsourcing.persistence import OperationalError, ProgrammingError
 
 from conversa._version import installed_version
+from conversa.adapters.metrics import PrometheusMetrics
 from conversa.adapters.persistence import backend_from_url
 from conversa.adapters.providers.log import LogDriver
 from conversa.adapters.providers.templates import TemplateCatalog
@@ -24,6 +25,7 @@ from conversa.app.ports import Driver, StorageBackend
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.app.subscribers import Subscription
+from conversa.app.telemetry import Telemetry
 from conversa.domain.channel import Channel
 from conversa.events import LifecycleEvent
 
@@ -40,9 +42,11 @@ def bootstrap(
     backend: StorageBackend | None = None,
     clock: Callable[[], datetime] | None = None,
     jitter: Callable[[float], float] | None = None,
+    telemetry: Telemetry | None = None,
 ) -> ConversaService:
     """Build the service. ``drivers`` and ``backend`` replace the configured ones; ``clock``
-    and ``jitter`` (a random wait up to the given ceiling) make time deterministic."""
+    and ``jitter`` (a random wait up to the given ceiling) make time deterministic;
+    ``telemetry`` replaces the Prometheus metrics."""
     on_close: Callable[[], None] | None = None
     if drivers is None:
         # First, so that a bad templates file stops start-up before anything is opened.
@@ -84,6 +88,7 @@ def bootstrap(
         on_close=lambda: _close_all(closers),
         clock=clock,
         jitter=jitter,
+        telemetry=telemetry or PrometheusMetrics(),
     )
     try:
         closers.extend(configure_subscribers(service, settings))
@@ -166,10 +171,20 @@ WORST_CASE_PROVIDER_CALL = sum(
 #: sends inside requests) to record what came of them before it closes its pools and
 #: clients: a worst-case provider call, and time to save its outcome.
 SHUTDOWN_GRACE_SECONDS = WORST_CASE_PROVIDER_CALL + 10.0
-#: Connection pool of the provider HTTP client, shared by all drivers and threads.
-PROVIDER_LIMITS = httpx.Limits(
-    max_connections=50, max_keepalive_connections=20, keepalive_expiry=30.0
-)
+#: Connections beyond one per concurrent send: the dispatcher makes one attempt at a time.
+BACKGROUND_CONNECTIONS = 4
+
+
+def provider_limits(send_concurrency: int) -> httpx.Limits:
+    """The connection pool of the provider HTTP client, shared by all drivers and threads:
+    one connection for each send that may be in flight (``CONVERSA_SEND_CONCURRENCY``,
+    the size of the server's provider thread pool) and a few for the dispatcher, so that
+    no send waits for a connection (and times out after ``PROVIDER_TIMEOUT.pool``)."""
+    return httpx.Limits(
+        max_connections=send_concurrency + BACKGROUND_CONNECTIONS,
+        max_keepalive_connections=min(20, send_concurrency + BACKGROUND_CONNECTIONS),
+        keepalive_expiry=30.0,
+    )
 
 
 @dataclass
@@ -184,11 +199,13 @@ class ConfiguredDrivers:
             self.client.close()
 
 
-def provider_http_client() -> httpx.Client:
+def provider_http_client(
+    send_concurrency: int = Settings.model_fields["send_concurrency"].default,
+) -> httpx.Client:
     """The one pooled HTTP client of the provider drivers."""
     return httpx.Client(
         timeout=PROVIDER_TIMEOUT,
-        limits=PROVIDER_LIMITS,
+        limits=provider_limits(send_concurrency),
         # name/x.y.z, the form Meta's spec asks of a User-Agent.
         headers={"User-Agent": f"conversa/{installed_version()}"},
         follow_redirects=False,
@@ -209,7 +226,7 @@ def configured_drivers(settings: Settings) -> ConfiguredDrivers:
     def shared_client() -> httpx.Client:  # made on first need: log alone opens nothing
         nonlocal client
         if client is None:
-            client = provider_http_client()
+            client = provider_http_client(settings.send_concurrency)
         return client
 
     factories: dict[str, Callable[[], Driver]] = {

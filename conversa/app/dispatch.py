@@ -9,6 +9,7 @@ both save it, so only one of them calls the provider.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -29,6 +30,14 @@ from conversa.app.ports import (
 from conversa.app.projection import MessagesView
 from conversa.app.reporting import link_sent
 from conversa.app.retry import RetryPolicy
+from conversa.app.telemetry import (
+    ACCEPTED,
+    DRIVER_ERROR,
+    PERMANENT_ERROR,
+    TRANSIENT_ERROR,
+    NoTelemetry,
+    Telemetry,
+)
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content
 from conversa.domain.message import Message
@@ -53,6 +62,7 @@ class Dispatcher:
         policy: RetryPolicy,
         lease: timedelta,
         clock: Callable[[], datetime],
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.app = app
         self.view = view
@@ -63,6 +73,7 @@ class Dispatcher:
         self.clock = clock
         #: Messages whose dispatch raised: how often, and when to try them again.
         self._broken: dict[UUID, tuple[int, datetime]] = {}
+        self.telemetry = telemetry or NoTelemetry()
 
     def attempt(self, message: Message, content: Content) -> Message:
         """Make the attempt ``message`` is claimed for, and record its outcome."""
@@ -77,17 +88,7 @@ class Dispatcher:
             outbound = OutboundMessage(
                 message.id, message.channel, message.to, message.sender, content
             )
-            try:
-                result = driver.send(outbound)
-            except Exception as error:
-                # A driver must report refusals as results; an exception is a bug in it. The
-                # message is failed rather than left queued, and the log says where to look.
-                log.exception("driver %s raised on message_id=%s", driver.name, message.id)
-                result = DriverResult(
-                    error=DriverError(
-                        "driver_error", f"the {driver.name} driver failed: {type(error).__name__}"
-                    )
-                )
+            result = self._call(driver, outbound)
         now = self.clock()
         recorded = update_message(
             self.app, message.id, lambda m: self._apply(m, result, now, driver.name)
@@ -95,6 +96,28 @@ class Dispatcher:
         if recorded.status is not Status.QUEUED and recorded.content is None:
             self.payloads.delete(message.id)  # the content waited there; it is not needed now
         return recorded
+
+    def _call(self, driver: Driver, outbound: OutboundMessage) -> DriverResult:
+        """Hand ``outbound`` to ``driver``, timed for the provider-call metrics."""
+        self.telemetry.provider_call_started(driver.name)
+        began = time.perf_counter()
+        outcome = DRIVER_ERROR
+        try:
+            result = driver.send(outbound)
+            outcome = _outcome(result)
+        except Exception as error:
+            # A driver must report refusals as results; an exception is a bug in it. The
+            # message is failed rather than left queued, and the log says where to look.
+            log.exception("driver %s raised on message_id=%s", driver.name, outbound.message_id)
+            result = DriverResult(
+                error=DriverError(
+                    "driver_error", f"the {driver.name} driver failed: {type(error).__name__}"
+                )
+            )
+        finally:
+            seconds = time.perf_counter() - began
+            self.telemetry.provider_call_finished(driver.name, outcome, seconds)
+        return result
 
     def _apply(
         self, message: Message, result: DriverResult, now: datetime, driver: str
@@ -123,6 +146,7 @@ class Dispatcher:
                 next_at.isoformat(),
             )
             message.record_retry(error.code, error.message, next_at)
+            self.telemetry.retry_scheduled(driver)
             return []
         if error.transient:
             message.record_attempt_failed(
@@ -197,6 +221,14 @@ class Dispatcher:
 
     def purge_expired_payloads(self) -> int:
         return self.payloads.purge_expired(self.clock())
+
+
+def _outcome(result: DriverResult) -> str:
+    if result.ok:
+        return ACCEPTED
+    if result.error is not None and result.error.transient:
+        return TRANSIENT_ERROR
+    return PERMANENT_ERROR
 
 
 def _payload_expired(message: Message) -> None:

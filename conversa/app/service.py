@@ -34,6 +34,7 @@ from conversa.app.results import MessageState, SendResult
 from conversa.app.retry import RetryPolicy
 from conversa.app.settings import Settings
 from conversa.app.subscribers import Handler, Subscription
+from conversa.app.telemetry import NoTelemetry, Telemetry
 from conversa.app.tokens import TokenService
 from conversa.domain.channel import Channel
 from conversa.domain.content import Body, Content, parse_content
@@ -70,6 +71,7 @@ class ConversaService:
         on_close: Callable[[], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         jitter: Callable[[float], float] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.app = app
@@ -78,6 +80,7 @@ class ConversaService:
         self.backend = backend
         self.payloads = payloads
         self.clock = clock or _utc_now
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
         self._on_close = on_close  # closes the HTTP clients bootstrap opened
         self.tokens = TokenService(app)
         self.reporter = Reporter(app)
@@ -104,6 +107,7 @@ class ConversaService:
             policy=policy,
             lease=self.lease,
             clock=self.clock,
+            telemetry=self.telemetry,
         )
 
     @classmethod
@@ -177,6 +181,7 @@ class ConversaService:
         stored = self._get(attempted.id)
         if stored.fingerprint != attempted.fingerprint:
             raise IdempotencyKeyMismatch
+        self.telemetry.send_replayed(stored.channel.value)
         return SendResult.of(stored, replayed=True)
 
     def subscribe(

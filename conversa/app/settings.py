@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     retry_max_seconds: float = Field(default=300.0, gt=0, le=86400)
     attempt_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    #: Sends that may wait on providers at once in one server process (see http/pools.py).
+    send_concurrency: int = Field(default=64, ge=1, le=1000)
     store_body: bool = True
     redact_provider_response: bool = True
     webhook_base_url: str | None = None
@@ -42,6 +44,8 @@ class Settings(BaseSettings):
     rate_limit_storage: str = "memory://"
     templates_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Unset: text when standard error is a terminal, JSON lines otherwise.
+    log_format: Literal["json", "text"] | None = None
 
     events_url: str | None = None
     events_secret: SecretStr | None = Field(default=None, validate_default=True)

@@ -21,6 +21,7 @@ from enum import Enum
 
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.ports import DeadLetter, EventSignal, StopSignal, SubscriberStore
+from conversa.app.telemetry import NoTelemetry, Telemetry
 from conversa.events import EVENT_TYPES, LifecycleEvent
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,16 @@ class Delivery(Enum):
 
 class SubscriberRunner:
     def __init__(
-        self, subscription: Subscription, feed: LifecycleFeed, store: SubscriberStore
+        self,
+        subscription: Subscription,
+        feed: LifecycleFeed,
+        store: SubscriberStore,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.subscription = subscription
         self.feed = feed
         self.store = store
+        self.telemetry = telemetry or NoTelemetry()
 
     def run(self, stop: StopSignal, signal: EventSignal, *, idle_wait: float = 1.0) -> None:
         """Hand events over until ``stop`` is set."""
@@ -125,6 +131,7 @@ class SubscriberRunner:
         letter = self.store.add_dead_letter(
             subscription.name, event.as_dict(), described, subscription.max_attempts
         )
+        self.telemetry.dead_lettered(subscription.name)
         log.error(
             "subscriber %s gave up on event %d after %d attempts: dead letter %d",
             subscription.name,

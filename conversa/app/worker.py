@@ -58,7 +58,10 @@ class Worker:
         ]
         for subscription in self.service.subscriptions:
             runner = SubscriberRunner(
-                subscription, self.service.feed, self.service.subscriber_store
+                subscription,
+                self.service.feed,
+                self.service.subscriber_store,
+                self.service.telemetry,
             )
             helpers.append(
                 threading.Thread(

@@ -112,7 +112,11 @@ def test_send_list_and_inspect_messages(server: Server) -> None:
         # access log, whose lines carry the path and the request id instead.
         output = server.output()
         assert "5551234567" not in output and "7911123456" not in output
-        assert "GET /conversa/messages 200" in output and "request_id=" in output
+        access = [json.loads(line) for line in output.splitlines() if "conversa.access" in line]
+        assert any(
+            line["message"].startswith("GET /conversa/messages 200") and line["request_id"]
+            for line in access
+        )
 
         unknown = client.get("/conversa/messages/00000000-0000-0000-0000-000000000000")
         assert unknown.status_code == 404

@@ -9,7 +9,6 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -22,11 +21,13 @@ from conversa.adapters.http.auth import Authenticator, RateLimiter
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import server_is_stopping, stream_events
 from conversa.adapters.http.messages import list_messages, send_message, show_message
-from conversa.adapters.http.metrics import Metrics, metrics
+from conversa.adapters.http.metrics import ProjectionGauges, metrics, metrics_of
 from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
+from conversa.adapters.http.pools import ProviderPool, size_default_pool
 from conversa.adapters.http.state import HttpState, http_state
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
+from conversa.adapters.metrics import mark_process_dead
 from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS
 from conversa.app.service import ConversaService
 from conversa.app.worker import Worker
@@ -35,9 +36,6 @@ log = logging.getLogger(__name__)
 
 #: Set by ``conversa serve --no-worker`` for the server processes it starts.
 RUN_WORKER_VARIABLE = "CONVERSA_SERVE_WORKER"
-#: Threads that run the (synchronous) use cases; more requests than this wait their turn
-#: instead of piling onto the database pool.
-THREAD_POOL_SIZE = 32
 
 
 def create_app(
@@ -54,15 +52,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        anyio.to_thread.current_default_thread_limiter().total_tokens = THREAD_POOL_SIZE
+        size_default_pool()
         service = await run_in_threadpool(factory)
         settings = service.settings
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
         app.state.conversa = HttpState(
             service=service,
             authenticator=Authenticator(service.tokens),
             rate_limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
-            metrics=Metrics(service),
+            metrics=metrics_of(service),
+            database_gauges=ProjectionGauges(service),
+            provider_pool=ProviderPool(settings.send_concurrency),
         )
         stop = threading.Event()
         thread = Worker(service).start(stop) if run_worker else None
@@ -82,6 +82,7 @@ def create_app(
                 if thread.is_alive():
                     log.error("the worker did not stop in time; closing the service anyway")
             service.close()
+            mark_process_dead()  # its in-flight gauges go; its counters stay in the sums
 
     return Starlette(
         routes=[

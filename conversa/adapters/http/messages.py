@@ -41,7 +41,8 @@ async def send_message(request: Request) -> JSONResponse:
         )
     payload = {"body": document.get("body"), "template": document.get("template")}
     opts = {"idempotency_key": key, "from": document.get("from"), "meta": document.get("meta")}
-    result = await run_in_threadpool(
+    state = http_state(request)
+    result = await state.provider_pool.run(
         context.service.send,
         document.get("channel"),  # type: ignore[arg-type] # the domain refuses non-strings
         document.get("to"),  # type: ignore[arg-type]
@@ -49,14 +50,14 @@ async def send_message(request: Request) -> JSONResponse:
         opts,
         scope=str(context.token.id),
     )
-    http_state(request).metrics.messages_sent.labels(result.message.channel, result.status).inc()
     location = f"/conversa/messages/{result.message_id}"
-    if result.replayed:
+    if result.replayed:  # counted apart, by the service
         return JSONResponse(
             result.message.as_dict(),
             status_code=200,
             headers={"Idempotent-Replayed": "true", "Location": location},
         )
+    state.metrics.messages_sent.labels(result.message.channel, result.status).inc()
     return JSONResponse(result.message.as_dict(), status_code=201, headers={"Location": location})
 
 

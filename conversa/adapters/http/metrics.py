@@ -1,60 +1,62 @@
-"""``GET /metrics``: Prometheus counters of this process, and the read model's lag."""
+"""``GET /metrics``: the Prometheus counters (of every server process), and the read
+model's lag."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from conversa.adapters.metrics import PrometheusMetrics
+from conversa.app.projector import ProjectionStatus
 from conversa.app.service import ConversaService
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: How long the database-derived gauges are served from memory: scrapes, however many,
+#: query the database at most once per this many seconds and process.
+DATABASE_GAUGES_MAX_AGE = 1.0
 
 
-class Metrics:
-    """One registry per application (not the process-wide default), so that several apps
-    in one process (tests) do not collide."""
-
-    def __init__(self, service: ConversaService) -> None:
-        self.registry = CollectorRegistry()
-        self.webhook_reports = Counter(
-            "conversa_webhook_reports",
-            "Status reports received by webhook, by what they did",
-            ["provider", "outcome"],
-            registry=self.registry,
-        )
-        self.webhook_inbound = Counter(
-            "conversa_webhook_inbound_messages",
-            "Inbound messages received by webhook (accepted, not yet processed)",
-            ["provider"],
-            registry=self.registry,
-        )
-        self.webhook_rejected = Counter(
-            "conversa_webhook_rejected",
-            "Webhook requests refused, by reason",
-            ["provider", "reason"],
-            registry=self.registry,
-        )
-        self.messages_sent = Counter(
-            "conversa_api_messages",
-            "Messages sent through the HTTP API, by channel and resulting status",
-            ["channel", "status"],
-            registry=self.registry,
-        )
-        self.registry.register(_ProjectionCollector(service))
+def metrics_of(service: ConversaService) -> PrometheusMetrics:
+    """The service's metrics, when it reports to Prometheus (as bootstrap wires it);
+    otherwise a registry of the HTTP counters alone."""
+    telemetry = service.telemetry
+    return telemetry if isinstance(telemetry, PrometheusMetrics) else PrometheusMetrics()
 
 
-class _ProjectionCollector(Collector):
-    def __init__(self, service: ConversaService) -> None:
+class ProjectionGauges(Collector):
+    """The projection's position and lag, read from the database at most once a second."""
+
+    def __init__(
+        self,
+        service: ConversaService,
+        *,
+        max_age: float = DATABASE_GAUGES_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.service = service
+        self.max_age = max_age
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._status: ProjectionStatus | None = None
+        self._read_at = 0.0
+
+    def status(self) -> ProjectionStatus:
+        with self._lock:  # concurrent scrapes wait for one query rather than make many
+            now = self.clock()
+            if self._status is None or now - self._read_at >= self.max_age:
+                self._status = self.service.projector().status()
+                self._read_at = now
+            return self._status
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        status = self.service.projector().status()
+        status = self.status()
         yield GaugeMetricFamily(
             "conversa_projection_lag", "Events recorded but not yet in the read model", status.lag
         )
@@ -64,6 +66,6 @@ class _ProjectionCollector(Collector):
 
 
 async def metrics(request: Request) -> Response:
-    registry = request.app.state.conversa.metrics.registry
-    body = await run_in_threadpool(generate_latest, registry)
+    state = request.app.state.conversa
+    body = await run_in_threadpool(state.metrics.exposition, state.database_gauges)
     return Response(body, media_type=CONTENT_TYPE)

@@ -10,6 +10,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conversa.adapters.logs import REQUEST_ID
+
 log = logging.getLogger("conversa.http")
 access_log = logging.getLogger("conversa.access")
 
@@ -17,11 +19,11 @@ REQUEST_ID_HEADER = b"x-request-id"
 
 
 class RequestIdMiddleware:
-    """Tags each request with an id (answered as ``X-Request-Id``) and logs one access line
-    per request: method, path, status, time and id, and never the query string, which can
-    hold a phone number (``?to=``). An exception that no handler turned into an answer is
-    logged with the id and answers 500 with the id and nothing else, so that no detail of
-    the failure leaks to the client."""
+    """Tags each request with an id (answered as ``X-Request-Id``, and on every log line of
+    the request) and logs one access line per request: method, path, status, time and id,
+    and never the query string, which can hold a phone number (``?to=``). An exception
+    that no handler turned into an answer is logged with the id and answers 500 with the
+    id and nothing else, so that no detail of the failure leaks to the client."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,6 +34,7 @@ class RequestIdMiddleware:
             return
         request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        context = REQUEST_ID.set(request_id)
         started = False
         status = 500
         began = time.perf_counter()
@@ -55,14 +58,21 @@ class RequestIdMiddleware:
                 raise
             await _answer_500(send, request_id)
         finally:
+            elapsed_ms = round((time.perf_counter() - began) * 1000, 1)
             access_log.info(
-                "%s %s %d %.1fms request_id=%s",
+                "%s %s %d %.1fms",
                 scope.get("method"),
                 scope.get("path"),
                 status,
-                (time.perf_counter() - began) * 1000,
-                request_id,
+                elapsed_ms,
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": elapsed_ms,
+                },
             )
+            REQUEST_ID.reset(context)
 
 
 async def _answer_500(send: Send, request_id: str) -> None:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from conversa.adapters.http.auth import Authenticator, RateLimiter
-from conversa.adapters.http.metrics import Metrics
+from conversa.adapters.http.metrics import ProjectionGauges
+from conversa.adapters.http.pools import ProviderPool
+from conversa.adapters.metrics import PrometheusMetrics
 from conversa.app.service import ConversaService
 from conversa.app.tokens import TokenInfo
 
@@ -17,7 +19,9 @@ class HttpState:
     service: ConversaService
     authenticator: Authenticator
     rate_limiter: RateLimiter
-    metrics: Metrics
+    metrics: PrometheusMetrics
+    database_gauges: ProjectionGauges
+    provider_pool: ProviderPool
 
 
 @dataclass(frozen=True, slots=True)
