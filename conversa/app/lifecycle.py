@@ -52,6 +52,10 @@ class LifecycleFeed:
             event.originator_id, version=event.originator_version
         )
         assert isinstance(message, Message)
+        if isinstance(event, Message.Sent) and message.status.is_final:
+            # A "failed" report beat the driver's answer: the late Sent only records the
+            # provider's id. The message failed; subscribers must not hear it was sent.
+            return None
         common = (
             position,
             message.id,
