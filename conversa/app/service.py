@@ -156,14 +156,17 @@ class ConversaService:
             # outcome is recorded, a dispatcher takes the message over once this passes.
             next_attempt_at=now + self.lease,
         )
-        if not store_body:
-            self.payloads.put(message_id, content, now + self.payload_window)
         try:
             self.app.save(message)
         except IntegrityError:
             if key is None:
                 raise
             return self._replay(message)
+        if not store_body:
+            # Only the request that recorded the message keeps its content, for the retries:
+            # a replay (or the loser of a race on one key) writes nothing down. No dispatcher
+            # takes the message before its lease ends, long after this.
+            self.payloads.put(message_id, content, now + self.payload_window)
         log.info(
             "queued message_id=%s channel=%s to=%s driver=%s",
             message.id,
