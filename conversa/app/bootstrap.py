@@ -43,6 +43,7 @@ def bootstrap(
 ) -> ConversaService:
     """Build the service. ``drivers`` and ``backend`` replace the configured ones; ``clock``
     and ``jitter`` (a random wait up to the given ceiling) make time deterministic."""
+    check_attempt_lease(settings)
     on_close: Callable[[], None] | None = None
     if drivers is None:
         # First, so that a bad templates file stops start-up before anything is opened.
@@ -155,6 +156,25 @@ PROVIDER_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=5.0)
 PROVIDER_LIMITS = httpx.Limits(
     max_connections=50, max_keepalive_connections=20, keepalive_expiry=30.0
 )
+
+
+def longest_provider_call(timeout: httpx.Timeout = PROVIDER_TIMEOUT) -> float:
+    """How long one provider call can take before its timeouts end it: waiting for a pooled
+    connection, connecting, sending the request, then waiting for the answer."""
+    phases = (timeout.pool, timeout.connect, timeout.write, timeout.read)
+    return sum(seconds for seconds in phases if seconds is not None)
+
+
+def check_attempt_lease(settings: Settings) -> None:
+    """Refuse a lease that can end while its attempt still waits for the provider: another
+    dispatcher would then take the message over and send it a second time."""
+    floor = longest_provider_call()
+    if settings.attempt_lease_seconds <= floor:
+        raise SettingsError(
+            f"CONVERSA_ATTEMPT_LEASE_SECONDS: must be more than {floor:g} seconds, the longest "
+            "a provider call can take (pool, connect, write and read timeouts), or a second "
+            "worker could repeat an attempt still in flight"
+        )
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from eventsourcing.persistence import PersistenceError
 
 from conversa.app.service import ConversaService
-from conversa.app.settings import Settings
+from conversa.app.settings import Settings, SettingsError
 from conversa.domain.channel import Channel
 
 #: A read model further behind than this many events needs a worker's attention.
@@ -35,6 +35,9 @@ def diagnose(
     checks = [*configuration_checks(settings)]
     try:
         service = open_service(settings)
+    except SettingsError as error:  # a value only the composition root can judge
+        checks.insert(0, Check("configuration", False, _first_line(error)))
+        return checks
     except (PersistenceError, OSError, RuntimeError) as error:
         # RuntimeError: SchemaMissing, whose message says to run `conversa migrate`.
         checks.insert(0, Check("database", False, _first_line(error)))
