@@ -80,7 +80,7 @@ class ConversaService:
         self.clock = clock or _utc_now
         self._on_close = on_close  # closes the HTTP clients bootstrap opened
         self.tokens = TokenService(app)
-        self.reporter = Reporter(app)
+        self.reporter = Reporter(app, parked_window=timedelta(hours=settings.parked_report_hours))
         self.channels = ChannelManager()
         self.channels.register_channel(MessageChannel(self, "sms"))
         self.channels.register_channel(MessageChannel(self, "whatsapp"))
@@ -225,6 +225,11 @@ class ConversaService:
     def record_report(self, report: StatusReport) -> ReportOutcome:
         """Apply a provider's status report (see :class:`Reporter`)."""
         return self.reporter.record(report)
+
+    def expire_parked_reports(self) -> int:
+        """Give up on reports parked longer than ``CONVERSA_PARKED_REPORT_HOURS`` for a
+        provider id no send claimed; return how many. The worker calls this periodically."""
+        return self.reporter.expire_parked(self.clock())
 
     # Reading
 

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=300.0, gt=0, le=86400)
     attempt_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     store_body: bool = True
+    #: How long a status report for a provider id no send has claimed waits for that send.
+    parked_report_hours: float = Field(default=24.0, gt=0, le=24 * 365)
     redact_provider_response: bool = True
     webhook_base_url: str | None = None
     rate_limit: str = "120/minute"
