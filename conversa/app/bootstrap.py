@@ -97,17 +97,28 @@ def bootstrap(
 def configure_subscribers(service: ConversaService, settings: Settings) -> list[Callable[[], None]]:
     """Register the subscribers the settings name: ``CONVERSA_SUBSCRIBERS`` (``module:function``
     paths), the ``conversa.subscribers`` entry points of installed packages, and the HTTP
-    subscriber of ``CONVERSA_EVENTS_URL``. Returns what to close at shutdown."""
+    subscriber of ``CONVERSA_EVENTS_URL``. Returns what to close at shutdown.
+
+    A configured subscriber starts from the beginning of the history the first time it
+    runs (then from its stored position). Configuration reaches the processes of a
+    deployment at different times, and the processes that record events (``serve
+    --no-worker``, the command line) need not have it at all: "from now" would depend on
+    which process happened to start first, and silently skip what the others recorded.
+    """
     paths = [p.strip() for p in (settings.subscribers or "").split(",") if p.strip()]
     for path in paths:
-        service.subscribe(LifecycleEvent, _load(path), name=path)
+        service.subscribe(LifecycleEvent, _load(path), name=path, start="beginning")
     for entry_point in entry_points(group="conversa.subscribers"):
         service.subscribe(
-            LifecycleEvent, entry_point.load(), name=f"entry-point:{entry_point.name}"
+            LifecycleEvent,
+            entry_point.load(),
+            name=f"entry-point:{entry_point.name}",
+            start="beginning",
         )
     if settings.events_url is None or settings.events_secret is None:
         return []
     client = httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), follow_redirects=False)
+    # Registered as is (no stored position yet: from the beginning, as the others).
     service.subscriptions.append(
         Subscription(
             name="events-url",
@@ -135,9 +146,17 @@ def _load(path: str) -> Callable[[LifecycleEvent], object]:
     return target
 
 
-def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> None:
+@dataclass(frozen=True)
+class Migration:
+    """What ``migrate`` did: the tables it created (none when every one was there)."""
+
+    created: tuple[str, ...]
+
+
+def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> Migration:
     """Create every table Conversa needs; safe to run any number of times."""
     backend = backend or backend_from_url(settings.database_url)
+    before = backend.tables()
     backend.prepare()
     app = ConversaApp(env=backend.application_env(create_tables=True))
     try:
@@ -146,6 +165,29 @@ def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> Non
         backend.subscriber_store(app)
     finally:
         app.close()
+    return Migration(created=tuple(sorted(backend.tables() - before)))
+
+
+def open_service(settings: Settings, *, create_tables: bool = False) -> ConversaService:
+    """The service for a library user (``ConversaService.from_env``).
+
+    The embedded SQLite store is created on first use, so that a script needs no
+    ``conversa migrate``. A PostgreSQL database is migrated only when asked (``create_tables``):
+    its runtime role may have no right to change the schema, and its upgrades are a
+    deploy step.
+    """
+    backend = backend_from_url(settings.database_url)
+    embedded = backend.kind == "sqlite"
+    if create_tables or (embedded and not backend.tables()):  # a new file (or directory)
+        migrate(settings, backend=backend)
+        return bootstrap(settings, backend=backend)
+    try:
+        return bootstrap(settings, backend=backend)
+    except SchemaMissing:
+        if not embedded:
+            raise
+    migrate(settings, backend=backend)  # a file made by an older version: upgrade it
+    return bootstrap(settings, backend=backend)
 
 
 #: Timeouts of the provider HTTP client, in seconds. A send runs inside an API request, so

@@ -42,6 +42,14 @@ class LifecycleFeed:
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0
 
+    def has_events(self, after: int, up_to: int) -> bool:
+        """Whether any lifecycle event lies after position ``after``, up to ``up_to``."""
+        return bool(
+            self.app.recorder.select_notifications(
+                start=after, limit=1, stop=up_to, topics=TOPICS, inclusive_of_start=False
+            )
+        )
+
     def lifecycle_event(self, position: int, event: object) -> LifecycleEvent | None:
         if not isinstance(event, Message.Event):
             return None
