@@ -176,6 +176,7 @@ def open_service(settings: Settings, *, create_tables: bool = False) -> Conversa
     its runtime role may have no right to change the schema, and its upgrades are a
     deploy step.
     """
+    check_attempt_lease(settings)  # before anything is created
     backend = backend_from_url(settings.database_url)
     embedded = backend.kind == "sqlite"
     if create_tables or (embedded and not backend.tables()):  # a new file (or directory)
