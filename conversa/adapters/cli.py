@@ -69,8 +69,22 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, handler)
 
 
+def print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    # Looked up only when asked: reading the installed metadata takes a while.
+    if value and not ctx.resilient_parsing:
+        click.echo(f"conversa {installed_version()}")
+        ctx.exit()
+
+
 @click.group()
-@click.version_option(installed_version(), prog_name="conversa", message="%(prog)s %(version)s")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=print_version,
+    help="Show the installed version and exit.",
+)
 def main() -> None:
     """Conversa: SMS and WhatsApp delivery with an exact record of every message."""
 
