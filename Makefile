@@ -2,21 +2,32 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two installs: what the service needs (make run), and that plus the development extras
+# (tests, lint, bench). The dev install covers the runtime one, so it stamps both.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-unit test-integration test-e2e lint format bench clean
+.PHONY: install install-runtime run test test-unit test-integration test-e2e lint format bench clean
+
+$(RUNTIME_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUNTIME_STAMP)
 
-install: $(STAMP)
+install-runtime: $(RUNTIME_STAMP)
 
-run: install  ## migrate the embedded SQLite store and serve the API on 127.0.0.1:8000
+install: $(STAMP)  ## the development install: runtime and dev extras
+
+run: install-runtime  ## migrate the embedded SQLite store and serve the API on $(HOST):$(PORT)
 	$(BIN)/conversa migrate
 	$(BIN)/conversa serve --host $(HOST) --port $(PORT)
 

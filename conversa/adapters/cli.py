@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from conversa._version import installed_version
 from conversa.adapters import logs
 from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS, SchemaMissing, bootstrap, migrate
 from conversa.app.service import ConversaService
@@ -68,7 +69,22 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, handler)
 
 
+def print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    # Looked up only when asked: reading the installed metadata takes a while.
+    if value and not ctx.resilient_parsing:
+        click.echo(f"conversa {installed_version()}")
+        ctx.exit()
+
+
 @click.group()
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=print_version,
+    help="Show the installed version and exit.",
+)
 def main() -> None:
     """Conversa: SMS and WhatsApp delivery with an exact record of every message."""
 
@@ -77,8 +93,13 @@ def main() -> None:
 def migrate_command() -> None:
     """Create or upgrade every table (safe to run again)."""
     settings = load_settings()
-    migrate(settings)
-    click.echo("database is up to date")
+    migration = migrate(settings)
+    if migration.created:
+        count = len(migration.created)
+        tables = ", ".join(migration.created)
+        click.echo(f"created {count} table{'s' if count > 1 else ''}: {tables}")
+    else:
+        click.echo("all tables were already present: nothing to create")
 
 
 @main.command()
@@ -125,7 +146,20 @@ def send(
 
 @main.command()
 def worker() -> None:
-    """Run the background work (the message log projection) until stopped."""
+    """Run the background work until stopped (SIGINT or SIGTERM):
+
+    \b
+    - the projection that keeps the message log (conversa_messages) up to date;
+    - the dispatcher: retries after transient provider errors, recovery of sends a crash
+      left unfinished, and clean-ups (the payloads kept for retries when
+      CONVERSA_STORE_BODY=false, parked status reports older than
+      CONVERSA_PARKED_REPORT_HOURS);
+    - each lifecycle subscriber: those of CONVERSA_SUBSCRIBERS, of the conversa.subscribers
+      entry points, and the HTTP subscriber of CONVERSA_EVENTS_URL.
+
+    Every worker dispatches (each attempt is claimed first); the projection and each
+    subscriber run in one process at a time, the others stand by.
+    """
     settings = load_settings()
     with opened_service(settings) as service, stop_on_signals() as stop:
         Worker(service).run(stop)
@@ -232,10 +266,11 @@ def token_create(name: str) -> None:
             info, secret = service.tokens.create(name)
         except InvalidRequest as error:
             fail(f"{error.field}: {error.message}", 2)
-    # The secret goes to standard output alone on the last line, for scripts to take
-    # with `tail -n 1`; it is never logged, and only its digest is stored.
+    # The secret alone goes to standard output, for `TOKEN=$(conversa token create NAME)`;
+    # what people read goes to standard error. It is never logged, only its digest stored.
     click.echo(
-        f"created token {info.name} (id {info.id}); store this secret now, it is not shown again:"
+        f"created token {info.name} (id {info.id}); store this secret now, it is not shown again:",
+        err=True,
     )
     click.echo(secret)
 

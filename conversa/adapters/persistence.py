@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -101,6 +102,14 @@ class PostgresBackend:
             conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
             )
+
+    def tables(self) -> set[str]:
+        with _translated_errors(), psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (self.schema,),
+            ).fetchall()
+        return {row[0] for row in rows}
 
     def messages_view(self, app: ConversaApp) -> PostgresMessagesView:
         return _attached(app, PostgresMessagesView)
@@ -216,6 +225,18 @@ class SQLiteBackend:
 
     def prepare(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def tables(self) -> set[str]:
+        if not self.path.exists():
+            return set()
+        # Read-only: listing never creates the file.
+        with contextlib.closing(
+            sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as conn:
+            rows = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchall()
+        return {row[0] for row in rows}
 
     def messages_view(self, app: ConversaApp) -> SQLiteMessagesView:
         return _attached(app, SQLiteMessagesView)

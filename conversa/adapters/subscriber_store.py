@@ -58,6 +58,22 @@ class PostgresSubscriberStore:
                 (subscriber, position),
             )
 
+    def start_at(self, subscriber: str, position: int) -> int:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("INSERT INTO {0} VALUES (%s, %s) ON CONFLICT (subscriber) DO NOTHING").format(
+                    self.positions
+                ),
+                (subscriber, position),
+            )
+            curs.execute(
+                SQL("SELECT position FROM {0} WHERE subscriber = %s").format(self.positions),
+                (subscriber,),
+            )
+            row = curs.fetchone()
+        assert row is not None
+        return int(row["position"])
+
     def add_dead_letter(
         self, subscriber: str, event: dict[str, Any], error: str, attempts: int
     ) -> int:
@@ -129,6 +145,16 @@ class SQLiteSubscriberStore:
                 "DO UPDATE SET position = excluded.position",
                 (subscriber, position),
             )
+
+    def start_at(self, subscriber: str, position: int) -> int:
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                f"INSERT INTO {POSITIONS} VALUES (?, ?) ON CONFLICT (subscriber) DO NOTHING",
+                (subscriber, position),
+            )
+            curs.execute(f"SELECT position FROM {POSITIONS} WHERE subscriber = ?", (subscriber,))
+            row = curs.fetchone()
+        return int(row[0])
 
     def add_dead_letter(
         self, subscriber: str, event: dict[str, Any], error: str, attempts: int

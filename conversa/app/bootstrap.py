@@ -47,6 +47,7 @@ def bootstrap(
     """Build the service. ``drivers`` and ``backend`` replace the configured ones; ``clock``
     and ``jitter`` (a random wait up to the given ceiling) make time deterministic;
     ``telemetry`` replaces the Prometheus metrics."""
+    check_attempt_lease(settings)
     on_close: Callable[[], None] | None = None
     if drivers is None:
         # First, so that a bad templates file stops start-up before anything is opened.
@@ -101,17 +102,28 @@ def bootstrap(
 def configure_subscribers(service: ConversaService, settings: Settings) -> list[Callable[[], None]]:
     """Register the subscribers the settings name: ``CONVERSA_SUBSCRIBERS`` (``module:function``
     paths), the ``conversa.subscribers`` entry points of installed packages, and the HTTP
-    subscriber of ``CONVERSA_EVENTS_URL``. Returns what to close at shutdown."""
+    subscriber of ``CONVERSA_EVENTS_URL``. Returns what to close at shutdown.
+
+    A configured subscriber starts from the beginning of the history the first time it
+    runs (then from its stored position). Configuration reaches the processes of a
+    deployment at different times, and the processes that record events (``serve
+    --no-worker``, the command line) need not have it at all: "from now" would depend on
+    which process happened to start first, and silently skip what the others recorded.
+    """
     paths = [p.strip() for p in (settings.subscribers or "").split(",") if p.strip()]
     for path in paths:
-        service.subscribe(LifecycleEvent, _load(path), name=path)
+        service.subscribe(LifecycleEvent, _load(path), name=path, start="beginning")
     for entry_point in entry_points(group="conversa.subscribers"):
         service.subscribe(
-            LifecycleEvent, entry_point.load(), name=f"entry-point:{entry_point.name}"
+            LifecycleEvent,
+            entry_point.load(),
+            name=f"entry-point:{entry_point.name}",
+            start="beginning",
         )
     if settings.events_url is None or settings.events_secret is None:
         return []
     client = httpx.Client(timeout=httpx.Timeout(10.0, connect=3.0), follow_redirects=False)
+    # Registered as is (no stored position yet: from the beginning, as the others).
     service.subscriptions.append(
         Subscription(
             name="events-url",
@@ -139,9 +151,17 @@ def _load(path: str) -> Callable[[LifecycleEvent], object]:
     return target
 
 
-def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> None:
+@dataclass(frozen=True)
+class Migration:
+    """What ``migrate`` did: the tables it created (none when every one was there)."""
+
+    created: tuple[str, ...]
+
+
+def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> Migration:
     """Create every table Conversa needs; safe to run any number of times."""
     backend = backend or backend_from_url(settings.database_url)
+    before = backend.tables()
     backend.prepare()
     app = ConversaApp(env=backend.application_env(create_tables=True))
     try:
@@ -150,6 +170,30 @@ def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> Non
         backend.subscriber_store(app)
     finally:
         app.close()
+    return Migration(created=tuple(sorted(backend.tables() - before)))
+
+
+def open_service(settings: Settings, *, create_tables: bool = False) -> ConversaService:
+    """The service for a library user (``ConversaService.from_env``).
+
+    The embedded SQLite store is created on first use, so that a script needs no
+    ``conversa migrate``. A PostgreSQL database is migrated only when asked (``create_tables``):
+    its runtime role may have no right to change the schema, and its upgrades are a
+    deploy step.
+    """
+    check_attempt_lease(settings)  # before anything is created
+    backend = backend_from_url(settings.database_url)
+    embedded = backend.kind == "sqlite"
+    if create_tables or (embedded and not backend.tables()):  # a new file (or directory)
+        migrate(settings, backend=backend)
+        return bootstrap(settings, backend=backend)
+    try:
+        return bootstrap(settings, backend=backend)
+    except SchemaMissing:
+        if not embedded:
+            raise
+    migrate(settings, backend=backend)  # a file made by an older version: upgrade it
+    return bootstrap(settings, backend=backend)
 
 
 #: Timeouts of the provider HTTP client, in seconds. A send runs inside an API request, so
@@ -185,6 +229,18 @@ def provider_limits(send_concurrency: int) -> httpx.Limits:
         max_keepalive_connections=min(20, send_concurrency + BACKGROUND_CONNECTIONS),
         keepalive_expiry=30.0,
     )
+
+
+def check_attempt_lease(settings: Settings) -> None:
+    """Refuse a lease that can end while its attempt still waits for the provider: another
+    dispatcher would then take the message over and send it a second time."""
+    floor = WORST_CASE_PROVIDER_CALL
+    if settings.attempt_lease_seconds <= floor:
+        raise SettingsError(
+            f"CONVERSA_ATTEMPT_LEASE_SECONDS: must be more than {floor:g} seconds, the longest "
+            "a provider call can take (pool, connect, write and read timeouts), or a second "
+            "worker could repeat an attempt still in flight"
+        )
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from eventsourcing.persistence import PersistenceError
 
 from conversa.app.service import ConversaService
-from conversa.app.settings import Settings
+from conversa.app.settings import Settings, SettingsError
 from conversa.domain.channel import Channel
 
 #: A read model further behind than this many events needs a worker's attention.
@@ -35,6 +35,9 @@ def diagnose(
     checks = [*configuration_checks(settings)]
     try:
         service = open_service(settings)
+    except SettingsError as error:  # a value only the composition root can judge
+        checks.insert(0, Check("configuration", False, _first_line(error)))
+        return checks
     except (PersistenceError, OSError, RuntimeError) as error:
         # RuntimeError: SchemaMissing, whose message says to run `conversa migrate`.
         checks.insert(0, Check("database", False, _first_line(error)))
@@ -70,15 +73,25 @@ def _projection_check(service: ConversaService) -> Check:
 
 
 def _unmatched_reports_check(service: ConversaService) -> Check:
-    count = service.reporter.unmatched()
-    if count:
+    """Reports for provider ids no send has claimed wait for it a while, then expire: on a
+    provider account other tools also send from, both are normal. Parked reports older
+    than the window are not: nothing expires them, so no worker runs."""
+    counts = service.reporter.parked_counts(service.clock())
+    hours = service.settings.parked_report_hours
+    detail = (
+        f"{counts.parked} parked (waiting for their send, for up to {hours:g} h), "
+        f"{counts.expired} expired unmatched"
+    )
+    if counts.overdue:
         return Check(
             "status reports",
             False,
-            f"{count} report(s) name provider ids no sent message has; they are kept and "
-            "applied if such a send is recorded (is another deployment using these credentials?)",
+            f"{detail}; {counts.overdue} parked longer than CONVERSA_PARKED_REPORT_HOURS: "
+            "is a worker (or a server) running?",
         )
-    return Check("status reports", True, "every report matched a message")
+    if counts.expired:
+        detail += " (do other tools or deployments use these provider credentials?)"
+    return Check("status reports", True, detail)
 
 
 def _dead_letters_check(service: ConversaService) -> Check:

@@ -42,6 +42,14 @@ class LifecycleFeed:
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0
 
+    def has_events(self, after: int, up_to: int) -> bool:
+        """Whether any lifecycle event lies after position ``after``, up to ``up_to``."""
+        return bool(
+            self.app.recorder.select_notifications(
+                start=after, limit=1, stop=up_to, topics=TOPICS, inclusive_of_start=False
+            )
+        )
+
     def lifecycle_event(self, position: int, event: object) -> LifecycleEvent | None:
         if not isinstance(event, Message.Event):
             return None
@@ -52,6 +60,10 @@ class LifecycleFeed:
             event.originator_id, version=event.originator_version
         )
         assert isinstance(message, Message)
+        if isinstance(event, Message.Sent) and message.status.is_final:
+            # A "failed" report beat the driver's answer: the late Sent only records the
+            # provider's id. The message failed; subscribers must not hear it was sent.
+            return None
         common = (
             position,
             message.id,

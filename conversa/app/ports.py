@@ -96,6 +96,10 @@ class SubscriberStore(Protocol):
 
     def save_position(self, subscriber: str, position: int) -> None: ...
 
+    def start_at(self, subscriber: str, position: int) -> int:
+        """Give a new subscriber ``position``; one that has a position keeps it. Returns
+        the subscriber's position. Safe against another process doing the same."""
+
     def add_dead_letter(
         self, subscriber: str, event: dict[str, Any], error: str, attempts: int
     ) -> int: ...
@@ -145,6 +149,10 @@ class StorageBackend(Protocol):
 
     def prepare(self) -> None:
         """Create what must exist before the event store's own tables (a schema)."""
+
+    def tables(self) -> set[str]:
+        """The tables there are in the store (of the schema, or of the file), without
+        creating anything."""
 
     def messages_view(self, app: ConversaApp) -> MessagesView:
         """The read model, sharing the application's connection pool."""

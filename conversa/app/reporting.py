@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +25,21 @@ log = logging.getLogger(__name__)
 
 #: Drivers whose providers call back; their sends are indexed by the provider's id.
 REPORTING_DRIVERS = frozenset({"twilio", "whatsapp_cloud"})
+
+PARKED = get_topic(ProviderMessage.ReportParked)
+LINKED = get_topic(ProviderMessage.Linked)
+EXPIRED = get_topic(ProviderMessage.ReportsExpired)
+#: The events that change which reports are parked, in the order the store recorded them.
+PARKING_TOPICS = [PARKED, LINKED, EXPIRED]
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedCounts:
+    """Reports for provider ids no send has claimed."""
+
+    parked: int  # waiting for their send now
+    expired: int  # given up on, since the beginning
+    overdue: int = 0  # of the parked, those already past the window: nobody expires them
 
 
 def report_fields(report: StatusReport) -> dict[str, Any]:
@@ -66,8 +84,15 @@ def link_sent(app: ConversaApp, message: Message, provider: str) -> ProviderMess
 
 
 class Reporter:
-    def __init__(self, app: ConversaApp) -> None:
+    def __init__(self, app: ConversaApp, *, parked_window: timedelta = timedelta(hours=24)) -> None:
+        """``parked_window``: how long a report for an unclaimed provider id is kept."""
         self.app = app
+        self.parked_window = parked_window
+        # What expire_parked() has read of the store: the indexes with parked reports, and
+        # when the oldest of each was parked. The indexes themselves are the truth.
+        self._expiry_lock = threading.Lock()
+        self._expiry_position: int | None = None
+        self._waiting: dict[UUID, datetime] = {}
 
     def record(self, report: StatusReport) -> ReportOutcome:
         """Apply one report. Safe to call concurrently and any number of times."""
@@ -117,18 +142,103 @@ class Reporter:
 
     def unmatched(self) -> int:
         """Reports parked for provider ids that no sent message has claimed (yet)."""
-        topics = [get_topic(ProviderMessage.ReportParked), get_topic(ProviderMessage.Linked)]
-        parked: dict[UUID, int] = {}
-        for notification in _all(self.app, topics):
-            if notification.topic == topics[1]:
-                parked.pop(notification.originator_id, None)
+        return self.parked_counts().parked
+
+    def parked_counts(self, now: datetime | None = None) -> ParkedCounts:
+        """How many reports wait for their send, how many expired, and (given ``now``) how
+        many of those waiting are past the window.
+
+        One pass over the parking events of the store. Only the reports still parked when
+        an expiry or the end of the pass comes are decoded (for when they were parked): the
+        many that their Sent claimed within seconds cost no more than reading them.
+        """
+        waiting: dict[UUID, list[Any]] = {}  # notifications, decoded to datetimes on need
+        expired = 0
+        for notification in _all(self.app, PARKING_TOPICS):
+            index_id = notification.originator_id
+            if notification.topic == PARKED:
+                waiting.setdefault(index_id, []).append(notification)
+            elif notification.topic == LINKED:
+                waiting.pop(index_id, None)
             else:
-                parked[notification.originator_id] = parked.get(notification.originator_id, 0) + 1
-        return sum(parked.values())
+                expiry = self.app.mapper.to_domain_event(notification)
+                assert isinstance(expiry, ProviderMessage.ReportsExpired)
+                expired += expiry.count
+                parked_at = (self._parked_at(entry) for entry in waiting.get(index_id, []))
+                waiting[index_id] = [at for at in parked_at if at >= expiry.parked_before]
+        parked = sum(len(entries) for entries in waiting.values())
+        overdue = 0
+        if now is not None and parked:
+            cutoff = now - self.parked_window
+            overdue = sum(
+                1
+                for entries in waiting.values()
+                for entry in entries
+                if self._parked_at(entry) < cutoff
+            )
+        return ParkedCounts(parked=parked, expired=expired, overdue=overdue)
+
+    def expire_parked(self, now: datetime) -> int:
+        """Expire the reports parked longer than the window; return how many expired.
+
+        Each expiry is a ``ReportsExpired`` event on the provider id's index, so the
+        history stays exact and a later send that claims the id does not apply them. The
+        first call reads every parking event of the store; later calls only new ones.
+        """
+        cutoff = now - self.parked_window
+        with self._expiry_lock:
+            self._follow_parking()
+            expired = 0
+            for index_id, oldest in list(self._waiting.items()):
+                if oldest < cutoff:
+                    expired += self._expire(index_id, cutoff)
+        if expired:
+            log.info(
+                "expired %d status report(s) no send claimed within %s", expired, self.parked_window
+            )
+        return expired
+
+    def _follow_parking(self) -> None:
+        for notification in _all(self.app, PARKING_TOPICS, after=self._expiry_position):
+            index_id = notification.originator_id
+            if notification.topic == PARKED:
+                parked_at = self._parked_at(notification)
+                oldest = self._waiting.get(index_id)
+                self._waiting[index_id] = parked_at if oldest is None else min(oldest, parked_at)
+            elif notification.topic == LINKED:
+                self._waiting.pop(index_id, None)
+            # An expiry made elsewhere: the next look at the index itself settles it.
+            self._expiry_position = notification.id
+
+    def _expire(self, index_id: UUID, cutoff: datetime) -> int:
+        for _ in range(MAX_CONFLICT_RETRIES):
+            index: object = self.app.repository.get(index_id)
+            assert isinstance(index, ProviderMessage)
+            count = index.expire(cutoff)
+            if count:
+                try:
+                    self.app.save(index)
+                except IntegrityError:
+                    continue  # its Sent (or another report) landed meanwhile: look again
+            oldest = index.oldest_parked_at
+            if oldest is None or index.message_id is not None:
+                self._waiting.pop(index_id, None)
+            else:
+                self._waiting[index_id] = oldest
+            return count
+        return 0  # it kept changing; the next round tries again
+
+    def _parked_at(self, entry: Any) -> datetime:
+        """When a report was parked: ``entry`` is its notification, or already the answer."""
+        if isinstance(entry, datetime):
+            return entry
+        event = self.app.mapper.to_domain_event(entry)
+        assert isinstance(event, ProviderMessage.ReportParked)
+        return event.timestamp
 
 
-def _all(app: ConversaApp, topics: list[str]) -> Iterable[Any]:
-    start: int | None = None
+def _all(app: ConversaApp, topics: list[str], *, after: int | None = None) -> Iterable[Any]:
+    start = after
     while page := app.recorder.select_notifications(
         start=start, limit=1000, topics=topics, inclusive_of_start=False
     ):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
@@ -54,6 +57,11 @@ MAX_IDEMPOTENCY_KEY = 255
 MAX_META_BYTES = 4096
 MAX_SENDER = 64
 SEND_OPTIONS = frozenset({"idempotency_key", "from", "meta"})
+#: Where a new subscriber begins: after the events stored when it is registered, or at the
+#: first event ever stored.
+Start = Literal["now", "beginning"]
+#: How often running() looks whether the subscribers and the projection caught up.
+DRAIN_POLL = 0.05
 
 
 class ConversaService:
@@ -83,13 +91,15 @@ class ConversaService:
         self.telemetry: Telemetry = telemetry or NoTelemetry()
         self._on_close = on_close  # closes the HTTP clients bootstrap opened
         self.tokens = TokenService(app)
-        self.reporter = Reporter(app)
+        self.reporter = Reporter(app, parked_window=timedelta(hours=settings.parked_report_hours))
         self.channels = ChannelManager()
         self.channels.register_channel(MessageChannel(self, "sms"))
         self.channels.register_channel(MessageChannel(self, "whatsapp"))
         self.feed = LifecycleFeed(app)
         self.subscriber_store = subscriber_store
         self.subscriptions: list[Subscription] = list(subscriptions)
+        self._running = False
+        self._running_lock = threading.Lock()
         policy = RetryPolicy(
             max_retries=settings.max_retries,
             base_seconds=settings.retry_base_seconds,
@@ -111,11 +121,18 @@ class ConversaService:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ConversaService:
-        """Build the whole service from the ``CONVERSA_*`` environment, as the CLI does."""
-        from conversa.app.bootstrap import bootstrap  # the composition root, resolved late
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, migrate: bool = False
+    ) -> ConversaService:
+        """Build the whole service from the ``CONVERSA_*`` environment, as the CLI does.
 
-        return bootstrap(Settings.from_environ(environ))
+        The embedded SQLite store creates its tables on first use. A PostgreSQL database
+        needs ``conversa migrate`` first (a deploy step), or ``migrate=True`` here, which
+        creates or upgrades the tables of either store.
+        """
+        from conversa.app.bootstrap import open_service  # the composition root, resolved late
+
+        return open_service(Settings.from_environ(environ), create_tables=migrate)
 
     # Sending
 
@@ -160,14 +177,17 @@ class ConversaService:
             # outcome is recorded, a dispatcher takes the message over once this passes.
             next_attempt_at=now + self.lease,
         )
-        if not store_body:
-            self.payloads.put(message_id, content, now + self.payload_window)
         try:
             self.app.save(message)
         except IntegrityError:
             if key is None:
                 raise
             return self._replay(message)
+        if not store_body:
+            # Only the request that recorded the message keeps its content, for the retries:
+            # a replay (or the loser of a race on one key) writes nothing down. No dispatcher
+            # takes the message before its lease ends, long after this.
+            self.payloads.put(message_id, content, now + self.payload_window)
         log.info(
             "queued message_id=%s channel=%s to=%s driver=%s",
             message.id,
@@ -190,6 +210,7 @@ class ConversaService:
         handler: Handler,
         *,
         name: str | None = None,
+        start: Start = "now",
         max_attempts: int | None = None,
         retry_base_seconds: float | None = None,
         retry_max_seconds: float | None = None,
@@ -198,11 +219,24 @@ class ConversaService:
         ``LifecycleEvent`` for all) to ``handler``, at least once, in order per message.
 
         ``name`` keys the subscriber's stored position: keep it stable across restarts.
-        It defaults to the handler's qualified name and the event type. The events are
-        handed over by the worker (``conversa worker``, or a server's own worker).
+        It defaults to the handler's qualified name and the event type.
+
+        ``start`` says where a new subscriber (one with no stored position) begins:
+        ``"now"``, after the events stored when it is registered (its position is stored
+        at once, so a restart keeps that start), or ``"beginning"``, the whole history. A
+        subscriber that has a position resumes from it, whatever ``start`` says.
+
+        The events are handed over inside :meth:`running` in this process, or by a worker
+        (``conversa worker``, or a server's own) configured with the subscriber.
         """
         if not (isinstance(event_type, type) and issubclass(event_type, LifecycleEvent)):
             raise TypeError("event_type must be one of the classes of conversa.events")
+        if start not in ("now", "beginning"):
+            raise ValueError(f"start must be 'now' or 'beginning', not {start!r}")
+        if self._running:
+            raise RuntimeError(
+                "subscribe before service.running(): it runs the subscribers it starts with"
+            )
         types = EVENT_TYPES if event_type is LifecycleEvent else (event_type,)
         if name is None:
             qualname = getattr(handler, "__qualname__", type(handler).__qualname__)
@@ -221,12 +255,72 @@ class ConversaService:
             retry_base_seconds=retry_base_seconds or settings.subscriber_retry_base_seconds,
             retry_max_seconds=retry_max_seconds or settings.subscriber_retry_max_seconds,
         )
+        if start == "now":
+            self.subscriber_store.start_at(name, self.feed.head())
         self.subscriptions.append(subscription)
         return subscription
+
+    @contextmanager
+    def running(self, *, drain_timeout: float = 10.0) -> Iterator[None]:
+        """Run, in background threads of this process, what ``conversa worker`` runs: the
+        projection of the message log, the dispatcher (retries, sends a crash left
+        unfinished, clean-ups) and every subscriber registered so far.
+
+        Leaving the block normally first waits, up to ``drain_timeout`` seconds, until the
+        subscribers have taken and the projection has applied every event stored by then;
+        leaving it with an exception does not wait. Either way the threads are stopped and
+        joined before the block ends; whatever a subscriber has not taken yet is handed
+        over the next time it runs. Another process (a worker) that runs the projection or
+        a subscriber of the same name keeps doing so; this process stands by for it.
+        """
+        from conversa.app.worker import Worker  # it drives this service
+
+        with self._running_lock:
+            if self._running:
+                raise RuntimeError("the service is already running")
+            self._running = True
+        stop = threading.Event()
+        thread = Worker(self).start(stop)
+        try:
+            yield
+            self._drain(thread, drain_timeout)
+        finally:
+            stop.set()
+            thread.join()
+            with self._running_lock:
+                self._running = False
+
+    def _drain(self, worker: threading.Thread, timeout: float) -> None:
+        head = self.feed.head()
+        deadline = time.monotonic() + timeout
+        while worker.is_alive():
+            behind = [
+                s.name
+                for s in self.subscriptions
+                if self.feed.has_events(self.subscriber_store.position(s.name), head)
+            ]
+            if self.projector().status().position < head:
+                behind.append("the projection")
+            if not behind:
+                return
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "stopping before %s took every event (%.0f s); the rest is handed over "
+                    "the next time",
+                    ", ".join(behind),
+                    timeout,
+                )
+                return
+            time.sleep(DRAIN_POLL)
 
     def record_report(self, report: StatusReport) -> ReportOutcome:
         """Apply a provider's status report (see :class:`Reporter`)."""
         return self.reporter.record(report)
+
+    def expire_parked_reports(self) -> int:
+        """Give up on reports parked longer than ``CONVERSA_PARKED_REPORT_HOURS`` for a
+        provider id no send claimed; return how many. The worker calls this periodically."""
+        return self.reporter.expire_parked(self.clock())
 
     # Reading
 

@@ -30,7 +30,8 @@ STANDBY_INTERVAL = 2.0
 ERROR_BACKOFF = 2.0
 #: How often the dispatcher looks for due attempts when it found none.
 DISPATCH_INTERVAL = 0.5
-#: How often expired payloads (CONVERSA_STORE_BODY=false) are swept, in dispatch rounds.
+#: How often expired payloads (CONVERSA_STORE_BODY=false) are swept and parked status
+#: reports expired (CONVERSA_PARKED_REPORT_HOURS), in dispatch rounds.
 PURGE_EVERY = 120
 
 
@@ -149,6 +150,7 @@ class Worker:
                 rounds += 1
                 if rounds % PURGE_EVERY == 0:
                     dispatcher.purge_expired_payloads()
+                    self.service.expire_parked_reports()
             except OperationalError as error:
                 log.warning("dispatch interrupted (%s); retrying", type(error).__name__)
                 stop.wait(ERROR_BACKOFF)

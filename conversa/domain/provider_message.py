@@ -3,12 +3,17 @@
 Providers call back within milliseconds, sometimes before the driver's ``Sent`` (which
 carries their id) is recorded. A report that names only a provider id nobody knows yet
 is parked here; when the ``Sent`` lands, it is saved together with this index, in one
-transaction, and the parked reports are applied to the message then. A report for an id
-that never appears stays parked, and visible.
+transaction, and the parked reports are applied to the message then.
+
+A report for an id that never appears (Meta reports the statuses of every message on the
+account, also those other tools send) waits a while, then expires: ``ReportsExpired`` on
+the index records that those reports were given up on, and a ``Sent`` that claims the id
+after that does not apply them.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -33,6 +38,12 @@ class ProviderMessage(Aggregate):
     class ReportParked(Aggregate.Event):
         report: dict[str, Any]
 
+    class ReportsExpired(Aggregate.Event):
+        """The ``count`` reports parked before ``parked_before`` were given up on."""
+
+        parked_before: datetime
+        count: int
+
     @event(Opened)
     def __init__(
         self,
@@ -45,7 +56,9 @@ class ProviderMessage(Aggregate):
         self.provider = provider
         self.provider_message_id = provider_message_id
         self.message_id = message_id
-        self.parked: list[dict[str, Any]] = []
+        #: The reports waiting for a send to claim this id, each with when it was parked.
+        self.parked: list[tuple[datetime, dict[str, Any]]] = []
+        self.expired = 0
 
     @classmethod
     def open(
@@ -63,12 +76,28 @@ class ProviderMessage(Aggregate):
         caller applies to the message in the same save."""
         if self.message_id is not None:
             return []
-        parked = list(self.parked)
+        parked = [report for _, report in self.parked]
         self._linked(message_id)
         return parked
 
     def park(self, report: dict[str, Any]) -> None:
-        self._report_parked(report)
+        # Triggered by class, not through the method: the mutator also takes the event's
+        # own timestamp, which no caller passes.
+        self.trigger_event(self.ReportParked, report=report)
+
+    def expire(self, parked_before: datetime) -> int:
+        """Give up on the reports parked before ``parked_before``; return how many. A send
+        that claims this id later does not apply them."""
+        if self.message_id is not None:
+            return 0
+        count = sum(1 for parked_at, _ in self.parked if parked_at < parked_before)
+        if count:
+            self._reports_expired(parked_before, count)
+        return count
+
+    @property
+    def oldest_parked_at(self) -> datetime | None:
+        return min((parked_at for parked_at, _ in self.parked), default=None)
 
     @event(Linked)
     def _linked(self, message_id: UUID) -> None:
@@ -76,5 +105,10 @@ class ProviderMessage(Aggregate):
         self.parked = []
 
     @event(ReportParked)
-    def _report_parked(self, report: dict[str, Any]) -> None:
-        self.parked.append(report)
+    def _report_parked(self, report: dict[str, Any], timestamp: datetime) -> None:
+        self.parked.append((timestamp, report))
+
+    @event(ReportsExpired)
+    def _reports_expired(self, parked_before: datetime, count: int) -> None:
+        self.parked = [(at, report) for at, report in self.parked if at >= parked_before]
+        self.expired += count

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from conversa.app.bootstrap import bootstrap
@@ -27,19 +30,20 @@ def test_create_list_and_revoke_tokens(backend_url: str, tmp_path: Path) -> None
         extra={"CONVERSA_LOG_LEVEL": "DEBUG"},
     )
     assert created.returncode == 0, created.stderr
-    lines = created.stdout.splitlines()
-    secret = lines[-1]
+    # The secret alone on standard output, for `TOKEN=$(conversa token create NAME)`; what
+    # people read goes to standard error.
+    (secret,) = created.stdout.splitlines()
+    assert created.stdout == secret + "\n"
     assert secret.startswith("cnv_") and secret == secret.strip() and " " not in secret
-    assert lines[0].startswith("created token ci-bot (id ")
-    assert "not shown again" in lines[0]
-    assert created.stdout.count(secret) == 1  # once, alone, on the last line
+    assert "created token ci-bot (id " in created.stderr
+    assert "not shown again" in created.stderr
     assert "created api token name=ci-bot" in created.stderr  # logs were on, at DEBUG
     assert secret not in created.stderr  # but the secret is never logged
     assert authenticates(backend_url, secret)
 
     other = conversa("token", "create", "deploy", url=backend_url, cwd=tmp_path)
     assert other.returncode == 0, other.stderr
-    other_secret = other.stdout.splitlines()[-1]
+    other_secret = other.stdout.strip()
 
     listed = conversa("token", "list", url=backend_url, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
@@ -88,3 +92,36 @@ def test_bad_and_taken_names_are_refused_with_the_field_named(
 
     listed = conversa("token", "list", "--json", url=backend_url, cwd=tmp_path)
     assert [t["name"] for t in json.loads(listed.stdout)] == ["ci-bot"]
+
+
+def test_the_readme_snippet_takes_the_secret_and_fails_loudly_the_second_time(
+    backend_url: str, tmp_path: Path
+) -> None:
+    assert conversa("migrate", url=backend_url, cwd=tmp_path).returncode == 0
+    # The README's line, as a script with `set -e` runs it, twice.
+    script = 'TOKEN=$("$PYTHON" -m conversa token create demo); echo "token:$TOKEN"'
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSA_")}
+    env.update({"CONVERSA_DATABASE_URL": backend_url, "PYTHON": sys.executable})
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-e", "-c", script],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    (line,) = first.stdout.splitlines()
+    secret = line.removeprefix("token:")
+    assert secret.startswith("cnv_") and authenticates(backend_url, secret)
+    assert "created token demo" in first.stderr  # the people-facing line, out of $TOKEN
+
+    second = run()
+    assert second.returncode != 0  # the script stops there, instead of going on without
+    assert second.stdout == ""  # no empty token echoed
+    assert "conversa: name:" in second.stderr and "already exists" in second.stderr

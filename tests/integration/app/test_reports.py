@@ -4,7 +4,10 @@ is recorded, concurrently; on SQLite and on PostgreSQL, with a fake Twilio on lo
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
@@ -12,7 +15,12 @@ import pytest
 from conversa.app.bootstrap import bootstrap, migrate
 from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.service import ConversaService
+from conversa.app.settings import Settings
+from conversa.app.subscribers import SubscriberRunner, Subscription
+from conversa.app.worker import Worker
+from conversa.domain.provider_message import provider_message_id_for
 from conversa.domain.status import Status
+from conversa.events import LifecycleEvent, MessageFailed
 from tests.fakes.providers import TWILIO_SID, TWILIO_TOKEN, Answer, FakeTwilio, Received, running
 from tests.support import make_settings
 
@@ -24,17 +32,30 @@ def twilio() -> Iterator[FakeTwilio]:
     yield from running(FakeTwilio())
 
 
-@pytest.fixture
-def service(backend_url: str, twilio: FakeTwilio) -> Iterator[ConversaService]:
-    settings = make_settings(
-        backend_url,
+def twilio_settings(url: str, twilio: FakeTwilio, **extra: str) -> Settings:
+    return make_settings(
+        url,
         sms_driver="twilio",
         twilio_sid=TWILIO_SID,
         twilio_token=TWILIO_TOKEN,
         twilio_sms_from="+15550006666",
         twilio_api_base=twilio.url,
         webhook_base_url="https://hooks.example.com",
+        **extra,
     )
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def service(backend_url: str, twilio: FakeTwilio) -> Iterator[ConversaService]:
+    settings = twilio_settings(backend_url, twilio)
     migrate(settings)
     with bootstrap(settings) as service:
         yield service
@@ -163,3 +184,113 @@ def test_reports_that_move_nothing_are_not_parked(service: ConversaService) -> N
     unknown = "SM" + "1" * 32
     assert service.record_report(report(Status.QUEUED, unknown)) is ReportOutcome.UNCHANGED
     assert service.reporter.unmatched() == 0
+
+
+def test_a_failed_report_that_beats_the_drivers_answer_is_the_last_event(
+    service: ConversaService, twilio: FakeTwilio
+) -> None:
+    def fail_first(received: Received) -> Answer:
+        # The provider reports the message failed before the API call has even answered.
+        answer = Answer.json(201, twilio.message_resource(received.form))
+        message_id = UUID(received.form["StatusCallback"].split("message_id=")[1])
+        service.record_report(report(Status.FAILED, None, message_id, "30008"))
+        return answer
+
+    twilio.answer(fail_first)
+    sent = service.send("sms", TO, {"body": "hello"})
+    assert sent.status == "failed" and sent.provider_message_id is not None
+    assert history(service, sent.message_id) == ["Queued", "Failed", "Sent"]
+
+    events, _ = service.feed.read(0, 100)
+    assert [type(e) for e in events] == [MessageFailed]
+    received: list[LifecycleEvent] = []
+    runner = SubscriberRunner(
+        Subscription("everything", received.append), service.feed, service.subscriber_store
+    )
+    while runner.run_once():
+        pass
+    assert [e.type_name for e in received] == ["message.failed"]
+    failed = received[0]
+    assert isinstance(failed, MessageFailed) and failed.error is not None
+    assert failed.error["code"] == "30008"
+
+
+def index_history(service: ConversaService, provider_message_id: str) -> list[str]:
+    index_id = provider_message_id_for("twilio", provider_message_id)
+    return [type(e).__name__ for e in service.app.events.get(index_id)]
+
+
+def test_parked_reports_expire_after_the_window_and_a_late_send_does_not_take_them(
+    backend_url: str, twilio: FakeTwilio
+) -> None:
+    settings = twilio_settings(backend_url, twilio, parked_report_hours="2")
+    migrate(settings)
+    clock = Clock()
+    start = clock.now
+    with bootstrap(settings, clock=clock) as service:
+        other_tool = "SM" + "ab" * 16
+        assert service.record_report(report(Status.DELIVERED, other_tool)) is ReportOutcome.PARKED
+        assert service.record_report(report(Status.READ, other_tool)) is ReportOutcome.PARKED
+
+        clock.now = start + timedelta(hours=2) - timedelta(minutes=5)
+        assert service.expire_parked_reports() == 0  # still within the window
+        assert service.reporter.parked_counts().parked == 2
+
+        clock.now = start + timedelta(hours=2, minutes=5)
+        assert service.expire_parked_reports() == 2
+        assert service.expire_parked_reports() == 0  # once
+        counts = service.reporter.parked_counts()
+        assert (counts.parked, counts.expired) == (0, 2)
+        assert service.reporter.unmatched() == 0
+        # The history of the index says what happened to them.
+        assert index_history(service, other_tool) == [
+            "Opened",
+            "ReportParked",
+            "ReportParked",
+            "ReportsExpired",
+        ]
+
+        # A report parked now waits its own window.
+        fresh = "SM" + "cd" * 16
+        assert service.record_report(report(Status.DELIVERED, fresh)) is ReportOutcome.PARKED
+        clock.now = datetime.now(UTC) + timedelta(hours=1)
+        assert service.expire_parked_reports() == 0
+        counts = service.reporter.parked_counts()
+        assert (counts.parked, counts.expired) == (1, 2)
+
+        # A send that finally claims the expired provider id does not take their statuses.
+        twilio.answer(
+            lambda received: Answer.json(
+                201, {**twilio.message_resource(received.form), "sid": other_tool}
+            )
+        )
+        sent = service.send("sms", TO, {"body": "hello"})
+        assert sent.provider_message_id == other_tool
+        assert sent.status == "sent"
+        assert history(service, sent.message_id) == ["Queued", "Sent"]
+        counts = service.reporter.parked_counts()
+        assert (counts.parked, counts.expired) == (1, 2)
+
+
+def test_the_worker_expires_parked_reports(
+    backend_url: str, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("conversa.app.worker.PURGE_EVERY", 1)
+    settings = twilio_settings(backend_url, twilio, parked_report_hours="1")
+    migrate(settings)
+    clock = Clock()
+    with bootstrap(settings, clock=clock) as service:
+        unknown = "SM" + "ef" * 16
+        service.record_report(report(Status.DELIVERED, unknown))
+        clock.now += timedelta(hours=1, minutes=1)
+        stop = threading.Event()
+        thread = Worker(service, dispatch_interval=0.05).start(stop)
+        try:
+            deadline = time.monotonic() + 20
+            while "ReportsExpired" not in index_history(service, unknown):
+                assert time.monotonic() < deadline, "the worker never expired the report"
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            thread.join(30)
+        assert service.reporter.parked_counts().expired == 1

@@ -272,6 +272,25 @@ def test_without_stored_bodies_a_transient_error_is_still_retried(
         assert "947261" not in json.dumps(service.message_history(result.message_id)[1])
 
 
+def test_without_stored_bodies_a_replay_writes_no_content_anywhere(
+    backend_url: str, twilio: FakeTwilio, clock: Clock
+) -> None:
+    with open_service(backend_url, twilio, clock, store_body="false") as service:
+        key = {"idempotency_key": "otp-4711"}
+        first = service.send("sms", TO, {"body": BODY}, key)
+        assert first.status == "sent"
+        assert service.payloads.get(first.message_id) is None  # deleted at its outcome
+
+        # The same key, a text of the same length: the fingerprint (the content's shape)
+        # matches, so it is a replay; its text must not be written down.
+        other = BODY.replace("947261", "180533")
+        replay = service.send("sms", TO, {"body": other}, key)
+        assert replay.replayed and replay.message_id == first.message_id
+        assert service.payloads.get(first.message_id) is None
+        assert service.payloads.purge_expired(clock.now + timedelta(days=365)) == 0
+        assert twilio.calls == 1
+
+
 def test_without_the_message_log_only_waiting_messages_keep_a_row(
     backend_url: str, twilio: FakeTwilio, clock: Clock
 ) -> None:

@@ -37,6 +37,7 @@ def test_defaults() -> None:
     assert settings.rate_limit == "120/minute"
     assert settings.webhook_base_url is None
     assert settings.twilio_token is None
+    assert settings.parked_report_hours == 24
 
 
 def test_values_are_read_from_the_mapping() -> None:
@@ -75,6 +76,8 @@ def test_empty_values_fall_back_to_defaults() -> None:
         ("CONVERSA_DATABASE_URL", "mysql://x"),
         ("CONVERSA_WEBHOOK_BASE_URL", "ftp://x"),
         ("CONVERSA_RATE_LIMIT", "lots"),
+        ("CONVERSA_PARKED_REPORT_HOURS", "0"),
+        ("CONVERSA_PARKED_REPORT_HOURS", "soon"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(variable: str, value: str) -> None:
