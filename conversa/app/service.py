@@ -19,6 +19,7 @@ from conversa.app.dispatch import Dispatcher
 from conversa.app.history import describe
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import MessageNotFound, load_message
+from conversa.app.meta import check_meta
 from conversa.app.ports import (
     Driver,
     OutboundMessage,
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 #: Idempotency keys given through the Python API share this scope; HTTP scopes keys by token.
 LOCAL_SCOPE = "local"
 MAX_IDEMPOTENCY_KEY = 255
-MAX_META_BYTES = 4096
 MAX_SENDER = 64
 SEND_OPTIONS = frozenset({"idempotency_key", "from", "meta"})
 
@@ -297,14 +297,7 @@ def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("from", f"from must be a sender of 1 to {MAX_SENDER} characters")
     meta = options.get("meta")
     if meta is not None:
-        if not isinstance(meta, dict):
-            raise InvalidRequest("meta", "meta must be an object")
-        try:
-            size = len(json.dumps(meta, allow_nan=False).encode())
-        except (TypeError, ValueError):
-            raise InvalidRequest("meta", "meta must hold only JSON values") from None
-        if size > MAX_META_BYTES:
-            raise InvalidRequest("meta", f"meta must be at most {MAX_META_BYTES} bytes as JSON")
+        check_meta(meta)
     return options
 
 

@@ -13,7 +13,8 @@ from conversa.adapters.http.events import (
     TYPE_NAMES,
 )
 from conversa.adapters.http.messages import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from conversa.app.service import MAX_IDEMPOTENCY_KEY, MAX_META_BYTES
+from conversa.app.meta import MAX_META_BYTES, MAX_META_DEPTH
+from conversa.app.service import MAX_IDEMPOTENCY_KEY
 from conversa.domain.channel import Channel
 from conversa.domain.content import MAX_TEMPLATE_NAME, MAX_TEMPLATE_VARIABLES, MAX_VARIABLE_LENGTH
 from conversa.domain.status import Status
@@ -88,7 +89,8 @@ SCHEMAS: dict[str, Any] = {
             "from": {"type": "string", "minLength": 1, "maxLength": 64},
             "meta": {
                 "type": "object",
-                "description": f"Any JSON object up to {MAX_META_BYTES} bytes, stored as given",
+                "description": f"Any JSON object up to {MAX_META_BYTES} bytes and "
+                f"{MAX_META_DEPTH} levels of nesting, stored as given",
             },
         },
         "oneOf": [{"required": ["body"]}, {"required": ["template"]}],
