@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from conversa.adapters.http.errors import invalid
+from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.state import application_request
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.events import EVENT_TYPES, LifecycleEvent
@@ -42,10 +43,12 @@ RETRY_MILLISECONDS = 2000
 RETRY_FRAME = f"retry: {RETRY_MILLISECONDS}\n\n"
 KEEP_ALIVE_FRAME = ": keep-alive\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+PARAMETERS = frozenset({"after", "types", "live"})
 
 
 async def stream_events(request: Request) -> Response:
     context = await application_request(request)
+    refuse_unknown_parameters(request, PARAMETERS)
     after = parse_position(request.query_params.get("after"), "after")
     last_event_id = parse_position(request.headers.get("last-event-id"), "Last-Event-ID")
     start = last_event_id if last_event_id is not None else after if after is not None else 0

@@ -227,7 +227,10 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "413": _error("Body over 64 KiB"),
                 "415": _error("Not a JSON body"),
-                "422": _error("Invalid field, or idempotency_key_mismatch"),
+                "422": _error(
+                    "Invalid field, idempotency_key_mismatch, or a query parameter (this "
+                    "endpoint takes none)"
+                ),
                 "429": RATE_LIMITED,
             },
         },
@@ -263,7 +266,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("MessageList"), "One page of messages"),
                 "401": UNAUTHORIZED,
-                "422": _error("Invalid filter"),
+                "422": _error("Invalid filter, or a query parameter this endpoint does not take"),
                 "429": RATE_LIMITED,
             },
         },
@@ -285,6 +288,7 @@ PATHS: dict[str, Any] = {
                 "200": _json(_ref("MessageWithEvents"), "The message and its events"),
                 "401": UNAUTHORIZED,
                 "404": _error("No such message"),
+                "422": _error("A query parameter this endpoint does not take"),
                 "429": RATE_LIMITED,
             },
         }
@@ -341,7 +345,10 @@ PATHS: dict[str, Any] = {
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },
                 "401": UNAUTHORIZED,
-                "422": _error("Invalid position, event type or live flag"),
+                "422": _error(
+                    "Invalid position, event type or live flag, or a query parameter this "
+                    "endpoint does not take"
+                ),
                 "429": RATE_LIMITED,
             },
         }
@@ -446,7 +453,9 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Conversa",
             "version": installed_version(),
-            "description": "SMS and WhatsApp delivery with an exact record of every message.",
+            "description": "SMS and WhatsApp delivery with an exact record of every message. "
+            "The application endpoints (those that need a token) answer 422 naming a query "
+            "parameter they do not define; the webhook endpoints take any.",
         },
         "paths": PATHS,
         "components": {
