@@ -127,6 +127,15 @@ class TokenService:
             return None
         return TokenInfo.of(token)
 
+    def is_active(self, token_id: UUID) -> bool:
+        """Whether the token of this id exists and is not revoked: one read by id, for a
+        caller that already authenticated it and must notice a revocation (a long stream)."""
+        try:
+            token: object = self.app.repository.get(token_id)
+        except AggregateNotFoundError:
+            return False
+        return isinstance(token, ApiToken) and not token.revoked
+
     def revoke(self, name: str) -> TokenInfo:
         """Revoke the token of this name for good; revoking it again changes nothing."""
         token = self._token_named(parse_token_name(name))
