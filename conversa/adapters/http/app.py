@@ -17,13 +17,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from conversa.adapters import logs
-from conversa.adapters.http.auth import Authenticator, RateLimiter
+from conversa.adapters.http.auth import Authenticator
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import stream_events
 from conversa.adapters.http.messages import list_messages, send_message, show_message
 from conversa.adapters.http.metrics import Metrics, metrics
 from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
+from conversa.adapters.http.ratelimit import RateLimiter
 from conversa.adapters.http.state import HttpState, http_state
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
 from conversa.app.service import ConversaService
@@ -59,7 +60,7 @@ def create_app(
         app.state.conversa = HttpState(
             service=service,
             authenticator=Authenticator(service.tokens),
-            rate_limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+            rate_limiter=RateLimiter.from_settings(settings),
             metrics=Metrics(service),
         )
         stop = threading.Event()
@@ -72,6 +73,7 @@ def create_app(
             stop.set()
             if thread is not None:
                 await run_in_threadpool(thread.join, 10)
+            await app.state.conversa.rate_limiter.aclose()
             service.close()
 
     return Starlette(

@@ -1,18 +1,14 @@
-"""Bearer-token authentication and per-token rate limits for the application endpoints."""
+"""Bearer-token authentication for the application endpoints."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 from cachetools import TTLCache
-from limits import parse
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -89,25 +85,3 @@ class Authenticator:
 
 def unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
-
-
-class RateLimiter:
-    """A moving window per token (the ``limits`` package). ``memory://`` counts per
-    process; a shared storage such as ``redis://host:6379`` counts across processes."""
-
-    def __init__(self, rate: str, storage_uri: str = "memory://") -> None:
-        self.item = parse(rate)
-        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
-
-    def hit(self, token: TokenInfo) -> None:
-        key = str(token.id)
-        if self.limiter.hit(self.item, key):
-            return
-        reset_at, _remaining = self.limiter.get_window_stats(self.item, key)
-        retry_after = max(1, math.ceil(reset_at - time.time()))
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"rate limit of {self.item} per token exceeded; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )

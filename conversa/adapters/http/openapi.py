@@ -41,6 +41,11 @@ def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
 RETRY_AFTER = {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}
 UNAUTHORIZED = _error("No valid bearer token")
 RATE_LIMITED = _error("Rate limit of the token exceeded", **{"Retry-After": RETRY_AFTER})
+RATE_LIMIT_UNAVAILABLE = _error(
+    "rate_limit_unavailable: the rate limit cannot be counted (its storage does not answer) "
+    "and the server is set to refuse such requests (CONVERSA_RATE_LIMIT_ON_ERROR=closed)",
+    **{"Retry-After": RETRY_AFTER},
+)
 NULLABLE_STRING = {"type": "string", "nullable": True}
 
 TEMPLATE = {
@@ -446,6 +451,16 @@ PATHS: dict[str, Any] = {
 }
 
 
+def _with_rate_limit_unavailable(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every application endpoint (those with a token) may answer 503 when its rate limit
+    cannot be counted: said here once rather than in each operation above."""
+    for item in paths.values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "security" in operation:
+                operation["responses"].setdefault("503", RATE_LIMIT_UNAVAILABLE)
+    return paths
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     return {
@@ -457,7 +472,7 @@ def openapi_document() -> dict[str, Any]:
             "The application endpoints (those that need a token) answer 422 naming a query "
             "parameter they do not define; the webhook endpoints take any.",
         },
-        "paths": PATHS,
+        "paths": _with_rate_limit_unavailable(PATHS),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},

@@ -3,10 +3,13 @@ PostgreSQL schema, as ``backend_url`` says), called through httpx's ASGI transpo
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from unittest.mock import patch
 
 import httpx
 import pytest
@@ -60,19 +63,27 @@ class Api:
         return self.request("POST", url, **kwargs)
 
 
-@pytest.fixture
-def api(service: ConversaService, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    """The application with its lifespan running, and a valid token."""
-    _info, secret = service.tokens.create("in-process")
-    monkeypatch.setattr(service, "close", lambda: None)  # the service fixture closes it
+@contextmanager
+def running_api(service: ConversaService) -> Iterator[Api]:
+    """The application around ``service``, its lifespan running, with a new valid token.
+    The caller closes the service."""
+    _info, secret = service.tokens.create(f"in-process-{uuid.uuid4().hex[:8]}")
     app = create_app(lambda: service, run_worker=False)
     # raise_app_exceptions=False: an unhandled error is answered as the server would
     # (500), so that a test sees it as a status code.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     with (
+        patch.object(service, "close", lambda: None),  # the lifespan's end must not close it
         start_blocking_portal() as portal,
         portal.wrap_async_context_manager(app.router.lifespan_context(app)),
     ):
         client = httpx.AsyncClient(transport=transport, base_url="http://conversa")
         with portal.wrap_async_context_manager(client):
             yield Api(client, portal, service, secret)
+
+
+@pytest.fixture
+def api(service: ConversaService) -> Iterator[Api]:
+    """The application with its lifespan running, and a valid token."""
+    with running_api(service) as running:
+        yield running
