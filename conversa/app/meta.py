@@ -14,6 +14,7 @@ import json
 import math
 
 from conversa.domain.errors import InvalidRequest
+from conversa.domain.text import UNSTORABLE, is_storable
 
 MAX_META_BYTES = 4096
 #: Levels of objects and arrays, ``meta`` itself being the first.
@@ -45,13 +46,18 @@ def check_meta(meta: object) -> None:
             if isinstance(value, dict):
                 if not all(isinstance(key, str) for key in value):
                     raise _not_json("an object key is not a string")
+                if not all(is_storable(key) for key in value):
+                    raise _refused(f"an object key {UNSTORABLE}")
                 pending.extend((item, depth + 1) for item in value.values())
             else:
                 pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            if not is_storable(value):
+                raise _refused(f"a string {UNSTORABLE}")
         elif isinstance(value, float):
             if not math.isfinite(value):
                 raise _not_json("a number is not finite")
-        elif not (value is None or isinstance(value, str | int)):  # bool is an int
+        elif not (value is None or isinstance(value, int)):  # bool is an int
             raise _not_json(f"a value of type {type(value).__name__} is not JSON")
     try:
         size = len(json.dumps(meta).encode())

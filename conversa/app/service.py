@@ -41,6 +41,7 @@ from conversa.domain.content import Body, Content, parse_content
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
 from conversa.domain.message import Message, message_id_for
 from conversa.domain.phone import PhoneNumber
+from conversa.domain.text import UNSTORABLE, is_storable
 from conversa.events import EVENT_TYPES, LifecycleEvent
 from conversa.notifications import ChannelManager, MessageChannel
 
@@ -292,9 +293,13 @@ def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidRequest(
             "idempotency_key", f"the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
         )
+    if key is not None and not is_storable(key):
+        raise InvalidRequest("idempotency_key", f"the idempotency key {UNSTORABLE}")
     sender = options.get("from")
     if sender is not None and (not isinstance(sender, str) or not 0 < len(sender) <= MAX_SENDER):
         raise InvalidRequest("from", f"from must be a sender of 1 to {MAX_SENDER} characters")
+    if sender is not None and not is_storable(sender):
+        raise InvalidRequest("from", f"from {UNSTORABLE}")
     meta = options.get("meta")
     if meta is not None:
         check_meta(meta)

@@ -108,3 +108,22 @@ def test_the_command_line_refuses_bad_meta_in_one_line(tmp_path: Path) -> None:
         assert len(line) < 300, line
     status = conversa("projection", "status", "--json", url=url, cwd=tmp_path)
     assert json.loads(status.stdout)["head"] == 0
+
+
+def test_text_no_store_can_hold_is_refused(service: ConversaService) -> None:
+    for bad in ["\x00", "\ud800", "a\udfffb"]:
+        for field in ["body", "from", "idempotency_key", "meta", "template.variables"]:
+            payload: dict[str, Any] = {"body": "x"}
+            opts: dict[str, Any] = {}
+            if field == "body":
+                payload = {"body": bad}
+            elif field == "template.variables":
+                payload = {"template": {"name": "t", "variables": [bad]}}
+            elif field == "meta":
+                opts = {"meta": {"k": [bad]}}
+            else:
+                opts = {field: bad}
+            with pytest.raises(InvalidRequest) as raised:
+                service.send("whatsapp", "+15551234567", payload, opts)
+            assert raised.value.field == field, (field, bad)
+    assert service.app.recorder.max_notification_id() in (None, 0)

@@ -92,3 +92,32 @@ def test_meta_at_its_limits_is_accepted(api: Api) -> None:
         response = send(api, json.dumps(body))
         assert response.status_code == 201, response.text[:300]
         assert response.json()["meta"] == meta
+
+
+UNSTORABLE = ["\\u0000", "\\ud800", "a\\udc00b"]  # as JSON escapes
+UNSTORABLE_IN = [
+    ("body", '"body": "x%sy"'),
+    ("from", '"body": "x", "from": "a%s"'),
+    ("meta", '"body": "x", "meta": {"k": "%s"}'),
+    ("meta", '"body": "x", "meta": {"%s": 1}'),
+    ("template.name", '"template": {"name": "t%s"}'),
+    ("template.variables", '"template": {"name": "t", "variables": ["%s"]}'),
+]
+
+
+def test_text_no_store_can_hold_is_a_422_naming_the_field(api: Api) -> None:
+    """PostgreSQL's text and jsonb refuse NUL, and UTF-8 has no unpaired surrogates: JSON
+    can carry both as escapes, and either would break a write (a 500) or the projection."""
+    before = stored_messages(api)
+    for escape in UNSTORABLE:
+        for field, template in UNSTORABLE_IN:
+            response = send(api, ENVELOPE % (template % escape))
+            assert response.status_code == 422, (field, escape, response.text)
+            assert field in response.json()["error"]["fields"]
+    assert stored_messages(api) == before
+
+
+def test_a_surrogate_pair_is_one_character_and_welcome(api: Api) -> None:
+    response = send(api, ENVELOPE % '"body": "smile \\ud83d\\ude00"')
+    assert response.status_code == 201, response.text
+    assert response.json()["body"] == "smile \N{GRINNING FACE}"
