@@ -53,7 +53,7 @@ class Api:
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
         return self.portal.call(partial(self.client.request, method, url, **kwargs))
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
