@@ -31,7 +31,7 @@ from tests.integration.adapters.http.conftest import (
 )
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
