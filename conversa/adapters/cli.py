@@ -130,8 +130,12 @@ def send(
     if meta is not None:
         try:
             opts["meta"] = json.loads(meta)
-        except json.JSONDecodeError:
-            fail("--meta must be a JSON object", 2)
+        except RecursionError:
+            fail("--meta must be a JSON object: it is nested too deeply", 2)
+        except json.JSONDecodeError as error:
+            fail(f"--meta must be a JSON object: {error}", 2)
+        except ValueError:  # an integer past Python's int-string limit
+            fail("--meta must be a JSON object: a number in it is too long", 2)
     with opened_service(settings) as service:
         try:
             result = service.send(channel, to, payload, opts)

@@ -22,6 +22,7 @@ from conversa.app.dispatch import Dispatcher
 from conversa.app.history import describe
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import MessageNotFound, load_message
+from conversa.app.meta import check_meta
 from conversa.app.ports import (
     Driver,
     OutboundMessage,
@@ -44,6 +45,7 @@ from conversa.domain.content import Body, Content, parse_content
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
 from conversa.domain.message import Message, message_id_for
 from conversa.domain.phone import PhoneNumber
+from conversa.domain.text import UNSTORABLE, is_storable
 from conversa.events import EVENT_TYPES, LifecycleEvent
 from conversa.notifications import ChannelManager, MessageChannel
 
@@ -54,7 +56,6 @@ log = logging.getLogger(__name__)
 #: Idempotency keys given through the Python API share this scope; HTTP scopes keys by token.
 LOCAL_SCOPE = "local"
 MAX_IDEMPOTENCY_KEY = 255
-MAX_META_BYTES = 4096
 MAX_SENDER = 64
 SEND_OPTIONS = frozenset({"idempotency_key", "from", "meta"})
 #: Where a new subscriber begins: after the events stored when it is registered, or at the
@@ -391,19 +392,16 @@ def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidRequest(
             "idempotency_key", f"the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
         )
+    if key is not None and not is_storable(key):
+        raise InvalidRequest("idempotency_key", f"the idempotency key {UNSTORABLE}")
     sender = options.get("from")
     if sender is not None and (not isinstance(sender, str) or not 0 < len(sender) <= MAX_SENDER):
         raise InvalidRequest("from", f"from must be a sender of 1 to {MAX_SENDER} characters")
+    if sender is not None and not is_storable(sender):
+        raise InvalidRequest("from", f"from {UNSTORABLE}")
     meta = options.get("meta")
     if meta is not None:
-        if not isinstance(meta, dict):
-            raise InvalidRequest("meta", "meta must be an object")
-        try:
-            size = len(json.dumps(meta, allow_nan=False).encode())
-        except (TypeError, ValueError):
-            raise InvalidRequest("meta", "meta must hold only JSON values") from None
-        if size > MAX_META_BYTES:
-            raise InvalidRequest("meta", f"meta must be at most {MAX_META_BYTES} bytes as JSON")
+        check_meta(meta)
     return options
 
 

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     webhook_base_url: str | None = None
     rate_limit: str = "120/minute"
     rate_limit_storage: str = "memory://"
+    #: Bound of each call to the rate-limit storage; see adapters/http/ratelimit.py.
+    rate_limit_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    #: What a request gets when the storage fails: let through uncounted (open, the
+    #: default: a Redis outage must not become an outage of sending) or 503 (closed).
+    rate_limit_on_error: Literal["open", "closed"] = "open"
     templates_file: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Unset: text when standard error is a terminal, JSON lines otherwise.

@@ -45,6 +45,12 @@ _SECRET = re.compile(r"cnv_[A-Za-z0-9_-]{32,128}")
 LIST_PAGE = 500
 
 
+def is_well_formed_secret(secret: object) -> bool:
+    """Whether ``secret`` has the shape of a secret this service hands out; one that does
+    not cannot belong to any token, and needs no lookup."""
+    return isinstance(secret, str) and _SECRET.fullmatch(secret) is not None
+
+
 class TokenNotFound(LookupError):
     code = "token_not_found"
 
@@ -111,7 +117,7 @@ class TokenService:
 
     def authenticate(self, secret: str) -> TokenInfo | None:
         """The active token this secret belongs to, or None (unknown, malformed, revoked)."""
-        if not isinstance(secret, str) or not _SECRET.fullmatch(secret):
+        if not is_well_formed_secret(secret):
             return None
         try:
             token: object = self.app.repository.get(token_id_for(secret))
@@ -120,6 +126,15 @@ class TokenService:
         if not isinstance(token, ApiToken) or token.revoked:
             return None
         return TokenInfo.of(token)
+
+    def is_active(self, token_id: UUID) -> bool:
+        """Whether the token of this id exists and is not revoked: one read by id, for a
+        caller that already authenticated it and must notice a revocation (a long stream)."""
+        try:
+            token: object = self.app.repository.get(token_id)
+        except AggregateNotFoundError:
+            return False
+        return isinstance(token, ApiToken) and not token.revoked
 
     def revoke(self, name: str) -> TokenInfo:
         """Revoke the token of this name for good; revoking it again changes nothing."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from conversa.domain.channel import Channel
 from conversa.domain.errors import InvalidContent
+from conversa.domain.text import UNSTORABLE, is_storable
 
 MAX_TEMPLATE_NAME = 512
 MAX_TEMPLATE_VARIABLES = 100
@@ -52,6 +53,8 @@ def _parse_body(raw: object, channel: Channel) -> Body:
         raise InvalidContent(
             "body", f"body is longer than {channel.max_body_length} characters for {channel}"
         )
+    if not is_storable(raw):
+        raise InvalidContent("body", f"body {UNSTORABLE}")
     return Body(raw)
 
 
@@ -61,6 +64,8 @@ def _parse_template(raw: object) -> Template:
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_TEMPLATE_NAME:
         raise InvalidContent("template.name", "template.name must be a non-empty string")
+    if not is_storable(name):
+        raise InvalidContent("template.name", f"template.name {UNSTORABLE}")
     variables = raw.get("variables", [])
     if not isinstance(variables, list | tuple) or len(variables) > MAX_TEMPLATE_VARIABLES:
         raise InvalidContent(
@@ -72,6 +77,8 @@ def _parse_template(raw: object) -> Template:
             "template.variables",
             f"template.variables must be strings of at most {MAX_VARIABLE_LENGTH} characters",
         )
+    if not all(is_storable(v) for v in variables):
+        raise InvalidContent("template.variables", f"template.variables {UNSTORABLE}")
     unknown = set(raw) - {"name", "variables"}
     if unknown:
         raise InvalidContent(

@@ -324,3 +324,25 @@ def test_the_frames_catch_up_in_batches_skip_filtered_events_and_keep_alive(
     feed = StoredFeed(store)
     assert anyio.run(collect, True) == [RETRY_FRAME, *sent, KEEP_ALIVE_FRAME]
     assert feed.reads[:3] == [0, 5, 9] and set(feed.reads[2:]) == {9}
+
+
+def test_a_revoked_token_ends_its_live_stream_within_seconds(server: Server) -> None:
+    with server.client() as client:
+        # A read timeout (8 s without a byte) fails the test: the stream must end before.
+        timeout = httpx.Timeout(10, read=8)
+        with client.stream("GET", "/conversa/events", timeout=timeout) as response:
+            assert response.status_code == 200
+            frames = frames_of(response.iter_lines())
+            assert next(frames) == {"retry": "2000"}
+            with bootstrap(make_settings(server.database_url)) as service:
+                (token,) = service.tokens.list()
+                service.tokens.revoke(token.name)
+            revoked_at = time.monotonic()
+            rest = list(frames)
+            ended_after = time.monotonic() - revoked_at
+        assert ended_after < 6, f"the stream went on {ended_after:.1f} s after revocation"
+        assert rest == [{"comment": "the API token was revoked"}]
+        deadline = time.monotonic() + 6
+        while client.get("/conversa/events?live=false").status_code != 401:
+            assert time.monotonic() < deadline, "the revoked token still opens streams"
+            time.sleep(0.25)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from conversa.adapters import logs
-from conversa.adapters.http.auth import Authenticator, RateLimiter
+from conversa.adapters.http.auth import Authenticator
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import server_is_stopping, stream_events
 from conversa.adapters.http.messages import list_messages, send_message, show_message
@@ -25,6 +25,7 @@ from conversa.adapters.http.metrics import ProjectionGauges, metrics, metrics_of
 from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
 from conversa.adapters.http.pools import ProviderPool, size_default_pool
+from conversa.adapters.http.ratelimit import RateLimiter
 from conversa.adapters.http.state import HttpState, http_state
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
 from conversa.adapters.metrics import mark_process_dead
@@ -59,7 +60,7 @@ def create_app(
         app.state.conversa = HttpState(
             service=service,
             authenticator=Authenticator(service.tokens),
-            rate_limiter=RateLimiter(settings.rate_limit, settings.rate_limit_storage),
+            rate_limiter=RateLimiter.from_settings(settings),
             metrics=metrics_of(service),
             database_gauges=ProjectionGauges(service),
             provider_pool=ProviderPool(settings.send_concurrency),
@@ -81,6 +82,7 @@ def create_app(
                 await run_in_threadpool(thread.join, SHUTDOWN_GRACE_SECONDS + 5)
                 if thread.is_alive():
                     log.error("the worker did not stop in time; closing the service anyway")
+            await app.state.conversa.rate_limiter.aclose()
             service.close()
             mark_process_dead()  # its in-flight gauges go; its counters stay in the sums
 

@@ -1,26 +1,30 @@
-"""Bearer-token authentication and per-token rate limits for the application endpoints."""
+"""Bearer-token authentication for the application endpoints."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-from limits import parse
-from limits.storage import storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from cachetools import TTLCache
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from conversa.adapters.http.errors import ApiError
-from conversa.app.tokens import TokenInfo
+from conversa.app.tokens import TokenInfo, is_well_formed_secret
 
 #: How long a token's lookup is trusted; a revoked token stops working within this time.
 TOKEN_CACHE_SECONDS = 5.0
+#: Valid tokens cached. Only real tokens take these places, so an attacker trying secrets
+#: cannot push a valid token out; past this many tokens in use, the least recently used
+#: one is looked up again.
 MAX_CACHED_TOKENS = 10_000
+#: Secrets shaped like a token that are not one (unknown, or revoked), cached apart so that
+#: a client repeating a wrong secret does not reach the database every time; the least
+#: recently used is dropped first.
+MAX_CACHED_UNKNOWN = 10_000
 
 
 class TokenLookup(Protocol):
@@ -28,7 +32,14 @@ class TokenLookup(Protocol):
 
 
 class Authenticator:
-    """Looks each bearer secret up once, then trusts the answer for a few seconds."""
+    """Looks each bearer secret up once, then trusts the answer for a few seconds.
+
+    A secret that cannot be a token (see :func:`~conversa.app.tokens.is_well_formed_secret`)
+    is refused without a lookup and without a place in the cache. The others are cached by
+    their digest (no secret is held in memory longer than its request) in two bounded LRU
+    caches: valid tokens in one, everything else in the other, so that any number of
+    distinct wrong secrets can evict only each other.
+    """
 
     def __init__(
         self,
@@ -38,9 +49,8 @@ class Authenticator:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tokens = tokens
-        self.ttl = ttl
-        self.clock = clock
-        self._cache: dict[str, tuple[float, TokenInfo | None]] = {}
+        self._valid: TTLCache[str, TokenInfo] = TTLCache(MAX_CACHED_TOKENS, ttl, timer=clock)
+        self._unknown: TTLCache[str, bool] = TTLCache(MAX_CACHED_UNKNOWN, ttl, timer=clock)
         self._lock = threading.Lock()
 
     async def __call__(self, request: Request) -> TokenInfo:
@@ -48,45 +58,30 @@ class Authenticator:
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             raise unauthorized("send an API token as Authorization: Bearer <token>")
-        # Cache by digest so that no secret is held in memory longer than the request.
+        if not is_well_formed_secret(secret):
+            raise unauthorized("the API token is unknown or revoked")
         key = hashlib.sha256(secret.encode()).hexdigest()
-        now = self.clock()
         with self._lock:
-            cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            token = cached[1]
-        else:
+            token = self._valid.get(key)
+            known_unknown = key in self._unknown
+        if token is None and not known_unknown:
             token = await run_in_threadpool(self.tokens.authenticate, secret)
             with self._lock:
-                if len(self._cache) >= MAX_CACHED_TOKENS:
-                    self._cache.clear()
-                self._cache[key] = (now + self.ttl, token)
+                if token is not None and token.active:
+                    self._valid[key] = token
+                else:
+                    self._unknown[key] = True
         if token is None or not token.active:
             raise unauthorized("the API token is unknown or revoked")
         return token
 
+    def cache_sizes(self) -> tuple[int, int]:
+        """How many valid tokens, and how many unknown secrets, are cached now."""
+        with self._lock:
+            self._valid.expire()
+            self._unknown.expire()
+            return len(self._valid), len(self._unknown)
+
 
 def unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
-
-
-class RateLimiter:
-    """A moving window per token (the ``limits`` package). ``memory://`` counts per
-    process; a shared storage such as ``redis://host:6379`` counts across processes."""
-
-    def __init__(self, rate: str, storage_uri: str = "memory://") -> None:
-        self.item = parse(rate)
-        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
-
-    def hit(self, token: TokenInfo) -> None:
-        key = str(token.id)
-        if self.limiter.hit(self.item, key):
-            return
-        reset_at, _remaining = self.limiter.get_window_stats(self.item, key)
-        retry_after = max(1, math.ceil(reset_at - time.time()))
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"rate limit of {self.item} per token exceeded; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )

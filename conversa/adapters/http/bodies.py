@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from starlette.requests import Request
 
 from conversa.adapters.http.errors import ApiError
+
+#: Python refuses to turn longer digit strings into integers (CVE-2020-10735).
+MAX_JSON_DIGITS = sys.get_int_max_str_digits()
+
+
+def malformed_json(reason: str) -> ApiError:
+    return ApiError(400, "malformed_json", f"the body is not valid JSON: {reason}")
 
 
 def too_large(limit: int) -> ApiError:
@@ -33,8 +41,12 @@ async def read_json_object(request: Request, limit: int) -> dict[str, object]:
     raw = await read_body(request, limit)
     try:
         document = json.loads(raw)
+    except RecursionError:
+        raise malformed_json("it is nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {error}") from None
+        raise malformed_json(str(error)) from None
+    except ValueError:  # what is left: an integer past Python's int-string limit
+        raise malformed_json(f"a number has more than {MAX_JSON_DIGITS} digits") from None
     if not isinstance(document, dict):
         raise ApiError(400, "malformed_json", "the body must be a JSON object")
     return document

@@ -10,6 +10,8 @@ The id is the event's position in the event store, so a client resumes after the
 event it saw with ``Last-Event-ID`` (what browsers send when they reconnect) or ``?after=``.
 Once caught up, the stream polls for new events (unless ``?live=false``, which ends it),
 and sends a comment every 15 seconds of silence so that proxies keep the connection open.
+The token is checked again every few seconds: once it is revoked, the stream ends with the
+comment ``: the API token was revoked``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from functools import partial
 
 import anyio
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from conversa.adapters.http.errors import invalid
+from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.state import application_request
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.events import EVENT_TYPES, LifecycleEvent
@@ -36,16 +40,22 @@ MAX_POSITION = 2**63 - 1
 BATCH_SIZE = 100
 POLL_SECONDS = 0.5
 KEEP_ALIVE_SECONDS = 15.0
+#: How often a stream checks that its token is still active. The README promises that a
+#: revoked token stops working within 5 s: this, plus one batch or poll, stays inside it.
+TOKEN_CHECK_SECONDS = 2.0
 #: How long a client waits before reconnecting, in milliseconds (the SSE ``retry:`` field).
 RETRY_MILLISECONDS = 2000
 
 RETRY_FRAME = f"retry: {RETRY_MILLISECONDS}\n\n"
 KEEP_ALIVE_FRAME = ": keep-alive\n\n"
+TOKEN_REVOKED_FRAME = ": the API token was revoked\n\n"
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+PARAMETERS = frozenset({"after", "types", "live"})
 
 
 async def stream_events(request: Request) -> Response:
     context = await application_request(request)
+    refuse_unknown_parameters(request, PARAMETERS)
     after = parse_position(request.query_params.get("after"), "after")
     last_event_id = parse_position(request.headers.get("last-event-id"), "Last-Event-ID")
     start = last_event_id if last_event_id is not None else after if after is not None else 0
@@ -53,7 +63,15 @@ async def stream_events(request: Request) -> Response:
     live = parse_live(request.query_params.get("live"))
     if request.method == "HEAD":  # no body would be sent: do not read, nor wait, for one
         return Response(media_type="text/event-stream", headers=HEADERS)
-    frames = event_frames(request, LifecycleFeed(context.service.app), start, types, live)
+    token_active = partial(run_in_threadpool, context.service.tokens.is_active, context.token.id)
+    frames = event_frames(
+        request,
+        LifecycleFeed(context.service.app),
+        start,
+        types,
+        live,
+        token_active=token_active,
+    )
     return StreamingResponse(frames, media_type="text/event-stream", headers=HEADERS)
 
 
@@ -63,12 +81,20 @@ async def event_frames(
     position: int,
     types: Collection[str] | None,
     live: bool,
+    *,
+    token_active: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator[str]:
     """The frames of the stream: the events after ``position``, then (when ``live``) each
-    new one as it is stored, until the client goes away or the server stops."""
+    new one as it is stored, until the client goes away, the server stops, or (checked
+    every :data:`TOKEN_CHECK_SECONDS`) ``token_active`` answers False."""
     yield RETRY_FRAME
-    last_frame = time.monotonic()
+    last_frame = last_check = time.monotonic()
     while True:
+        if token_active is not None and time.monotonic() - last_check >= TOKEN_CHECK_SECONDS:
+            if not await token_active():
+                yield TOKEN_REVOKED_FRAME
+                return
+            last_check = time.monotonic()
         events, read_up_to = await run_in_threadpool(feed.read, position, BATCH_SIZE)
         for event in events:
             if types is None or event.type_name in types:

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 
 from conversa.adapters.http.bodies import read_json_object
 from conversa.adapters.http.errors import invalid
+from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.state import application_request, http_state
 from conversa.app.projection import MessageQuery
 from conversa.app.results import MessageState
@@ -22,6 +23,7 @@ from conversa.domain.status import Status
 
 MAX_SEND_BODY = 64 * 1024
 SEND_FIELDS = frozenset({"channel", "to", "body", "template", "from", "meta"})
+LIST_PARAMETERS = frozenset({"status", "channel", "to", "page", "per_page"})
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 25
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
@@ -29,6 +31,7 @@ _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
 
 async def send_message(request: Request) -> JSONResponse:
     context = await application_request(request)
+    refuse_unknown_parameters(request, ())
     document = await read_json_object(request, MAX_SEND_BODY)
     unknown = sorted(set(document) - SEND_FIELDS)
     if unknown:
@@ -75,6 +78,7 @@ async def list_messages(request: Request) -> JSONResponse:
 
 async def show_message(request: Request) -> JSONResponse:
     context = await application_request(request)
+    refuse_unknown_parameters(request, ())
     raw_id = request.path_params["message_id"]
     try:
         message_id = uuid.UUID(raw_id)
@@ -85,6 +89,7 @@ async def show_message(request: Request) -> JSONResponse:
 
 
 def parse_list_query(request: Request) -> MessageQuery:
+    refuse_unknown_parameters(request, LIST_PARAMETERS)
     params = request.query_params
     status = params.get("status")
     if status is not None and status not in Status._value2member_map_:

@@ -13,7 +13,8 @@ from conversa.adapters.http.events import (
     TYPE_NAMES,
 )
 from conversa.adapters.http.messages import DEFAULT_PER_PAGE, MAX_PER_PAGE
-from conversa.app.service import MAX_IDEMPOTENCY_KEY, MAX_META_BYTES
+from conversa.app.meta import MAX_META_BYTES, MAX_META_DEPTH
+from conversa.app.service import MAX_IDEMPOTENCY_KEY
 from conversa.domain.channel import Channel
 from conversa.domain.content import MAX_TEMPLATE_NAME, MAX_TEMPLATE_VARIABLES, MAX_VARIABLE_LENGTH
 from conversa.domain.status import Status
@@ -40,6 +41,11 @@ def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
 RETRY_AFTER = {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}
 UNAUTHORIZED = _error("No valid bearer token")
 RATE_LIMITED = _error("Rate limit of the token exceeded", **{"Retry-After": RETRY_AFTER})
+RATE_LIMIT_UNAVAILABLE = _error(
+    "rate_limit_unavailable: the rate limit cannot be counted (its storage does not answer) "
+    "and the server is set to refuse such requests (CONVERSA_RATE_LIMIT_ON_ERROR=closed)",
+    **{"Retry-After": RETRY_AFTER},
+)
 NULLABLE_STRING = {"type": "string", "nullable": True}
 
 TEMPLATE = {
@@ -88,7 +94,8 @@ SCHEMAS: dict[str, Any] = {
             "from": {"type": "string", "minLength": 1, "maxLength": 64},
             "meta": {
                 "type": "object",
-                "description": f"Any JSON object up to {MAX_META_BYTES} bytes, stored as given",
+                "description": f"Any JSON object up to {MAX_META_BYTES} bytes and "
+                f"{MAX_META_DEPTH} levels of nesting, stored as given",
             },
         },
         "oneOf": [{"required": ["body"]}, {"required": ["template"]}],
@@ -225,7 +232,10 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "413": _error("Body over 64 KiB"),
                 "415": _error("Not a JSON body"),
-                "422": _error("Invalid field, or idempotency_key_mismatch"),
+                "422": _error(
+                    "Invalid field, idempotency_key_mismatch, or a query parameter (this "
+                    "endpoint takes none)"
+                ),
                 "429": RATE_LIMITED,
             },
         },
@@ -261,7 +271,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json(_ref("MessageList"), "One page of messages"),
                 "401": UNAUTHORIZED,
-                "422": _error("Invalid filter"),
+                "422": _error("Invalid filter, or a query parameter this endpoint does not take"),
                 "429": RATE_LIMITED,
             },
         },
@@ -283,6 +293,7 @@ PATHS: dict[str, Any] = {
                 "200": _json(_ref("MessageWithEvents"), "The message and its events"),
                 "401": UNAUTHORIZED,
                 "404": _error("No such message"),
+                "422": _error("A query parameter this endpoint does not take"),
                 "429": RATE_LIMITED,
             },
         }
@@ -339,7 +350,10 @@ PATHS: dict[str, Any] = {
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },
                 "401": UNAUTHORIZED,
-                "422": _error("Invalid position, event type or live flag"),
+                "422": _error(
+                    "Invalid position, event type or live flag, or a query parameter this "
+                    "endpoint does not take"
+                ),
                 "429": RATE_LIMITED,
             },
         }
@@ -437,6 +451,16 @@ PATHS: dict[str, Any] = {
 }
 
 
+def _with_rate_limit_unavailable(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every application endpoint (those with a token) may answer 503 when its rate limit
+    cannot be counted: said here once rather than in each operation above."""
+    for item in paths.values():
+        for operation in item.values():
+            if isinstance(operation, dict) and "security" in operation:
+                operation["responses"].setdefault("503", RATE_LIMIT_UNAVAILABLE)
+    return paths
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     return {
@@ -444,9 +468,11 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "Conversa",
             "version": installed_version(),
-            "description": "SMS and WhatsApp delivery with an exact record of every message.",
+            "description": "SMS and WhatsApp delivery with an exact record of every message. "
+            "The application endpoints (those that need a token) answer 422 naming a query "
+            "parameter they do not define; the webhook endpoints take any.",
         },
-        "paths": PATHS,
+        "paths": _with_rate_limit_unavailable(PATHS),
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},

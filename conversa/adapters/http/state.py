@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from conversa.adapters.http.auth import Authenticator, RateLimiter
+from conversa.adapters.http.auth import Authenticator
 from conversa.adapters.http.metrics import ProjectionGauges
 from conversa.adapters.http.pools import ProviderPool
+from conversa.adapters.http.ratelimit import RateLimiter
 from conversa.adapters.metrics import PrometheusMetrics
 from conversa.app.service import ConversaService
 from conversa.app.tokens import TokenInfo
@@ -36,8 +37,9 @@ def http_state(request: Request) -> HttpState:
 
 
 async def application_request(request: Request) -> ApplicationRequest:
-    """Authenticate the request's token (401) and count it against its rate limit (429)."""
+    """Authenticate the request's token (401) and count it against its rate limit (429;
+    503 when the rate limit cannot be counted and the server is set to fail closed)."""
     state = http_state(request)
     token = await state.authenticator(request)
-    state.rate_limiter.hit(token)
+    await state.rate_limiter.hit(token)
     return ApplicationRequest(service=state.service, token=token)

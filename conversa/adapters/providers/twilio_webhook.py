@@ -29,7 +29,12 @@ from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 from uuid import UUID
 
-from conversa.adapters.providers.webhooks import MalformedWebhook, SignatureError
+from conversa.adapters.providers.webhooks import (
+    MalformedWebhook,
+    SignatureError,
+    storable_id,
+    storable_text,
+)
 from conversa.app.reports import StatusReport
 from conversa.domain.status import Status
 
@@ -198,7 +203,11 @@ def parse_twilio_callback(
     message_id = _uuid(query_message_id)
     if sid is None and message_id is None:
         raise MalformedWebhook("the callback has a status but no MessageSid and no message_id")
+    if sid is not None:
+        storable_id(sid, "MessageSid")
     error_code = _field(form, "ErrorCode")
+    if error_code is not None:
+        error_code = storable_text(error_code)
     error_message = None
     if raw_status.lower() == CANCELED:
         error_code, error_message = CANCELED, "The scheduled message was canceled"

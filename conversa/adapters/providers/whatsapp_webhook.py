@@ -27,7 +27,12 @@ from typing import Any, Final
 from uuid import UUID
 
 from conversa.adapters.providers.common import MAX_ERROR_MESSAGE, scrub
-from conversa.adapters.providers.webhooks import MalformedWebhook, SignatureError
+from conversa.adapters.providers.webhooks import (
+    MalformedWebhook,
+    SignatureError,
+    storable_id,
+    storable_text,
+)
 from conversa.app.reports import StatusReport
 from conversa.domain.errors import InvalidPhoneNumber
 from conversa.domain.phone import PhoneNumber
@@ -186,6 +191,7 @@ def _report(item: object) -> StatusReport | None:
         raise MalformedWebhook("a status has no 'id'")
     if not isinstance(raw_status, str) or not raw_status:
         raise MalformedWebhook("a status has no 'status'")
+    storable_id(wamid, "a status's 'id'")
     status = STATUSES.get(raw_status)
     if status is None:
         return None
@@ -222,7 +228,10 @@ def _error(errors: object) -> tuple[str | None, str | None]:
     text = " ".join(": ".join(parts).split())
     if len(text) > MAX_ERROR_MESSAGE:
         text = text[: MAX_ERROR_MESSAGE - 1] + "…"
-    return error_code or None, text or None
+    return (
+        storable_text(error_code) if error_code else None,
+        storable_text(text) if text else None,
+    )
 
 
 def _timestamp(value: object) -> datetime | None:
