@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from conversa.adapters import logs
 from conversa.app.bootstrap import SchemaMissing, bootstrap, migrate
+from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.app.tokens import TokenNotFound
@@ -68,7 +69,19 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, handler)
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command: a database that cannot be reached is said in one line, not a
+    traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DATABASE_OUTAGE as error:
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            fail(f"database unavailable{': ' + detail if detail else ''}")
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """Conversa: SMS and WhatsApp delivery with an exact record of every message."""
 

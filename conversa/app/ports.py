@@ -113,6 +113,16 @@ class EventSignal(Protocol):
     def close(self) -> None: ...
 
 
+class HealthProbe(Protocol):
+    """A quick check that the database answers, for the readiness endpoint."""
+
+    def check(self) -> None:
+        """Return when the database answers; raise ``DatabaseUnavailable`` when it cannot
+        be reached (another ``PersistenceError`` when it answers with an error)."""
+
+    def close(self) -> None: ...
+
+
 class StorageBackend(Protocol):
     """The database chosen by ``CONVERSA_DATABASE_URL``, as the application needs it."""
 
@@ -143,3 +153,6 @@ class StorageBackend(Protocol):
 
     def event_signal(self) -> EventSignal:
         """A wake-up for the projection when events are recorded, from any process."""
+
+    def health_probe(self) -> HealthProbe:
+        """A readiness check with a connection of its own (not one of the pool's)."""
