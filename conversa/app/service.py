@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
 
@@ -155,15 +155,24 @@ class ConversaService:
             # The first attempt happens right below; if this process dies before its
             # outcome is recorded, a dispatcher takes the message over once this passes.
             next_attempt_at=now + self.lease,
+            nonce=uuid4().hex,
         )
         if not store_body:
             self.payloads.put(message_id, content, now + self.payload_window)
         try:
             self.app.save(message)
         except IntegrityError:
-            if key is None:
-                raise
-            return self._replay(message)
+            stored = self._own_write(message)
+            if stored is None:
+                if key is None:
+                    raise
+                return self._replay(message)
+            # Our commit went through but its answer was lost, and the event store's retry
+            # met our own write: this request recorded the message, so it makes the attempt.
+            log.warning("recognised own write of message_id=%s after a lost answer", message.id)
+            if stored.version > 1:  # already taken over (a dispatcher, once the lease ran out)
+                return SendResult.of(stored, replayed=False)
+            message = stored
         log.info(
             "queued message_id=%s channel=%s to=%s driver=%s",
             message.id,
@@ -172,6 +181,16 @@ class ConversaService:
             driver.name,
         )
         return SendResult.of(self.dispatcher.attempt(message, content), replayed=False)
+
+    def _own_write(self, attempted: Message) -> Message | None:
+        """The stored message if this very request recorded it (its nonce), else None."""
+        try:
+            stored = self._get(attempted.id)
+        except MessageNotFound:
+            return None
+        if attempted.nonce is None or stored.nonce != attempted.nonce:
+            return None
+        return stored
 
     def _replay(self, attempted: Message) -> SendResult:
         stored = self._get(attempted.id)
