@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import math
 import os
+import select
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -210,6 +211,16 @@ class PostgresHealthProbe:
             self.close()
             raise PersistenceError(str(error).strip().splitlines()[0]) from error
 
+    def interrupted(self) -> bool:
+        conn = self._conn
+        if conn is None or conn.closed:
+            return False
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        except (OSError, ValueError, psycopg.Error):
+            return True
+        return bool(readable)
+
     def close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
@@ -287,6 +298,9 @@ class SQLiteHealthProbe:
                 conn.execute("SELECT 1 FROM stored_events LIMIT 1").fetchall()
         except sqlite3.Error as error:
             raise DatabaseUnavailable(str(error)) from error
+
+    def interrupted(self) -> bool:
+        return False
 
     def close(self) -> None:
         pass

@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 from uuid import UUID
 
 import httpx
-from eventsourcing.persistence import OperationalError, PersistenceError, ProgrammingError
+from eventsourcing.persistence import PersistenceError
 
 from conversa._version import installed_version
 from conversa.adapters.persistence import backend_from_url
@@ -68,7 +68,7 @@ def bootstrap(
         view.due(datetime.now(UTC), 1)
         payloads.get(UUID(int=0))
         subscriber_store.position("")
-    except (ProgrammingError, OperationalError) as error:
+    except PersistenceError as error:
         app.close()
         if on_close is not None:
             on_close()

@@ -120,6 +120,11 @@ class HealthProbe(Protocol):
         """Return when the database answers; raise ``DatabaseUnavailable`` when it cannot
         be reached (another ``PersistenceError`` when it answers with an error)."""
 
+    def interrupted(self) -> bool:
+        """Without a round trip: whether the database has, unasked, sent something on the
+        check's idle connection since the last check. A server shutting down does (it
+        ends every session), so the last answer is out of date at once."""
+
     def close(self) -> None: ...
 
 

@@ -19,6 +19,7 @@ from conversa.app.dispatch import Dispatcher
 from conversa.app.history import describe
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import MessageNotFound, load_message
+from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.ports import (
     Driver,
     OutboundMessage,
@@ -142,6 +143,7 @@ class ConversaService:
         driver.validate(OutboundMessage(message_id, parsed_channel, recipient, sender, content))
         store_body = self.settings.store_body
         now = self.clock()
+        nonce = uuid4().hex  # tells this request's own write from another's
         message = Message(
             id=message_id,
             channel=parsed_channel.value,
@@ -155,12 +157,17 @@ class ConversaService:
             # The first attempt happens right below; if this process dies before its
             # outcome is recorded, a dispatcher takes the message over once this passes.
             next_attempt_at=now + self.lease,
-            nonce=uuid4().hex,
+            nonce=nonce,
         )
         if not store_body:
             self.payloads.put(message_id, content, now + self.payload_window)
         try:
             self.app.save(message)
+        except DATABASE_OUTAGE:
+            # Perhaps committed, perhaps not: the caller hears 503, and if the message
+            # turns out to be stored, this process attempts it once the database is back.
+            self.dispatcher.unfinished.queued_unconfirmed(message.id, nonce, content)
+            raise
         except IntegrityError:
             stored = self._own_write(message)
             if stored is None:
@@ -193,6 +200,9 @@ class ConversaService:
         return stored
 
     def _replay(self, attempted: Message) -> SendResult:
+        # An earlier request of this key that an outage interrupted in this process is
+        # finished first, so that the replay reports what became of it.
+        self.dispatcher.unfinished.finish(attempted.id)
         stored = self._get(attempted.id)
         if stored.fingerprint != attempted.fingerprint:
             raise IdempotencyKeyMismatch
@@ -279,6 +289,7 @@ class ConversaService:
 
     def close(self) -> None:
         try:
+            self.dispatcher.unfinished.close()
             self.app.close()
         finally:
             if self._on_close is not None:

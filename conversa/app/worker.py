@@ -16,8 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from eventsourcing.persistence import OperationalError
-
+from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.ports import EventSignal
 from conversa.app.service import ConversaService
 from conversa.app.subscribers import SubscriberRunner
@@ -96,7 +95,7 @@ class Worker:
                         follow(stop, signal)
                     finally:
                         signal.close()
-            except OperationalError as error:
+            except DATABASE_OUTAGE as error:
                 log.warning("%s interrupted (%s); retrying", name, type(error).__name__)
                 stop.wait(ERROR_BACKOFF)
             except Exception:
@@ -114,7 +113,7 @@ class Worker:
                 rounds += 1
                 if rounds % PURGE_EVERY == 0:
                     dispatcher.purge_expired_payloads()
-            except OperationalError as error:
+            except DATABASE_OUTAGE as error:
                 log.warning("dispatch interrupted (%s); retrying", type(error).__name__)
                 stop.wait(ERROR_BACKOFF)
                 continue

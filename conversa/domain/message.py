@@ -149,6 +149,18 @@ class Message(Aggregate):
         self._attempt_started(self.attempts + 1, lease_until)
         return True
 
+    def take_over_first_attempt(self, nonce: str, lease_until: datetime) -> bool:
+        """Claim the first attempt of a message whose recording request gave up before
+        making it (an outage hid whether ``Queued`` was committed). Only that request,
+        knowing its ``nonce``, may, and only while nothing else happened to the message:
+        the first attempt is otherwise made without a claim, by that request alone."""
+        if self.nonce is None or self.nonce != nonce or self.version != 1:
+            return False
+        if self.status is not Status.QUEUED:
+            return False
+        self._attempt_started(self.attempts + 1, lease_until)
+        return True
+
     def record_report(
         self,
         status: Status,

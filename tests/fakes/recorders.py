@@ -1,9 +1,15 @@
 """Event-store recorders that lose the answer to one commit, as when the database goes
-down between committing and answering. Chosen with ``APPLICATION_RECORDER_TOPIC``.
+down between committing and answering, or that are cut off from the database for a
+while. Chosen with ``APPLICATION_RECORDER_TOPIC``.
 
 After ``lose_next_commit_answer()``, the next insert commits and then raises the
 library's ``OperationalError``; the retry around ``insert_events`` then inserts the same
-events again and meets the unique key: what a send saw during a PostgreSQL outage.
+events again and meets the unique key: what a send saw during a PostgreSQL outage. With
+``outage=True`` it raises ``DatabaseUnavailable`` instead: the retries ran out before the
+database came back, so the caller cannot know whether it was committed.
+
+After ``go_down(after=n)``, the inserts after the next ``n`` fail with
+``DatabaseUnavailable`` (nothing committed) until ``come_back()``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from eventsourcing.utils import retry
 
+from conversa.app.outage import DatabaseUnavailable
+
 LOST = "server closed the connection unexpectedly (the commit went through)"
 
 
@@ -28,7 +36,10 @@ class _LosingAnswers:
     def __init__(self, datastore: Any) -> None:
         self._datastore = datastore
         self.armed = False
+        self.outage = False
         self.lost = 0
+        self.down_after: int | None = None
+        self.refused = 0
         self._inserting = threading.local()
 
     def __getattr__(self, name: str) -> Any:
@@ -36,6 +47,11 @@ class _LosingAnswers:
 
     @contextlib.contextmanager
     def inserting(self) -> Iterator[None]:
+        if self.down_after is not None:
+            if self.down_after == 0:
+                self.refused += 1
+                raise DatabaseUnavailable("the database is down (test)")
+            self.down_after -= 1
         self._inserting.active = True
         try:
             yield
@@ -46,7 +62,7 @@ class _LosingAnswers:
         if self.armed and getattr(self._inserting, "active", False):
             self.armed = False
             self.lost += 1
-            raise OperationalError(LOST)
+            raise DatabaseUnavailable(LOST) if self.outage else OperationalError(LOST)
 
     @contextlib.contextmanager
     def get_connection(self) -> Iterator[Any]:
@@ -67,8 +83,15 @@ class PostgresLosingOneAnswer(PostgresApplicationRecorder):
         self.losing = _LosingAnswers(datastore)
         self.datastore = self.losing  # type: ignore[assignment]
 
-    def lose_next_commit_answer(self) -> None:
+    def lose_next_commit_answer(self, *, outage: bool = False) -> None:
         self.losing.armed = True
+        self.losing.outage = outage
+
+    def go_down(self, *, after: int = 0) -> None:
+        self.losing.down_after = after
+
+    def come_back(self) -> None:
+        self.losing.down_after = None
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -89,8 +112,15 @@ class SQLiteLosingOneAnswer(SQLiteApplicationRecorder):
         self.losing = _LosingAnswers(datastore)
         self.datastore = self.losing  # type: ignore[assignment]
 
-    def lose_next_commit_answer(self) -> None:
+    def lose_next_commit_answer(self, *, outage: bool = False) -> None:
         self.losing.armed = True
+        self.losing.outage = outage
+
+    def go_down(self, *, after: int = 0) -> None:
+        self.losing.down_after = after
+
+    def come_back(self) -> None:
+        self.losing.down_after = None
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(

@@ -20,11 +20,12 @@ from conversa.adapters import logs
 from conversa.adapters.http.auth import Authenticator, RateLimiter
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import stream_events
+from conversa.adapters.http.health import HealthCheck, health
 from conversa.adapters.http.messages import list_messages, send_message, show_message
 from conversa.adapters.http.metrics import Metrics, metrics
 from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
-from conversa.adapters.http.state import HttpState, http_state
+from conversa.adapters.http.state import HttpState
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
 from conversa.app.service import ConversaService
 from conversa.app.worker import Worker
@@ -56,6 +57,7 @@ def create_app(
         service = await run_in_threadpool(factory)
         settings = service.settings
         logs.configure(settings.log_level)
+        app.state.health = HealthCheck(service.backend.health_probe())
         app.state.conversa = HttpState(
             service=service,
             authenticator=Authenticator(service.tokens),
@@ -72,6 +74,7 @@ def create_app(
             stop.set()
             if thread is not None:
                 await run_in_threadpool(thread.join, 10)
+            app.state.health.close()
             service.close()
 
     return Starlette(
@@ -90,16 +93,6 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-
-
-async def health(request: Request) -> JSONResponse:
-    service = http_state(request).service
-    try:
-        await run_in_threadpool(service.app.recorder.max_notification_id)
-    except Exception:
-        log.warning("health check: the database does not answer", exc_info=True)
-        return JSONResponse({"status": "unavailable"}, status_code=503)
-    return JSONResponse({"status": "ok"})
 
 
 async def openapi(_request: Request) -> JSONResponse:

@@ -1,11 +1,15 @@
 """A send whose commit went through while its answer was lost (the database went down in
 between): the event store's retry meets the send's own write, and the send must see that
-it is its own, not an idempotent replay of an earlier request, and make the attempt."""
+it is its own, not an idempotent replay of an earlier request, and make the attempt.
+
+And sends that an outage interrupted half-way: stored, but not attempted, or attempted
+but their outcome not stored. The process finishes them once the database is back."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
@@ -17,6 +21,7 @@ from eventsourcing.utils import get_topic
 from conversa.adapters.persistence import backend_from_url
 from conversa.adapters.providers.log import LogDriver
 from conversa.app.bootstrap import bootstrap, migrate
+from conversa.app.outage import DatabaseUnavailable
 from conversa.app.ports import DriverResult, OutboundMessage
 from conversa.app.service import LOCAL_SCOPE, ConversaService
 from conversa.app.settings import Settings
@@ -145,3 +150,86 @@ def test_a_message_recorded_before_nonces_still_loads_and_replays(
     assert replay.replayed
     assert replay.message_id == legacy_id
     assert replay.status == "queued"
+
+
+def wait_for_events(service: ConversaService, message_id: UUID, expected: list[str]) -> None:
+    deadline = time.monotonic() + 10
+    while event_types(service, message_id) != expected:
+        assert time.monotonic() < deadline, event_types(service, message_id)
+        time.sleep(0.1)
+
+
+def test_an_outcome_the_database_could_not_take_is_recorded_once_it_is_back(
+    losing_service: ConversaService, driver: CountingDriver
+) -> None:
+    recorder: Any = losing_service.app.recorder
+    recorder.go_down(after=1)  # Queued is stored; then the database is gone
+
+    result = losing_service.send("sms", "+15551234567", {"body": "hi"}, {"idempotency_key": "k"})
+
+    # The provider took it: the caller is told so, and it is not sent a second time.
+    assert result.status == "sent" and not result.replayed
+    assert driver.calls == [result.message_id]
+    assert recorder.losing.refused >= 1
+    assert event_types(losing_service, result.message_id) == ["Queued"]
+
+    recorder.come_back()
+    wait_for_events(losing_service, result.message_id, ["Queued", "Sent"])
+    replay = losing_service.send("sms", "+15551234567", {"body": "hi"}, {"idempotency_key": "k"})
+    assert replay.replayed and replay.status == "sent"
+    assert driver.calls == [result.message_id]
+    assert losing_service.dispatcher.unfinished.pending() == 0
+
+
+def test_a_replay_after_the_outage_records_the_outcome_first(
+    losing_service: ConversaService, driver: CountingDriver
+) -> None:
+    recorder: Any = losing_service.app.recorder
+    recorder.go_down(after=1)
+    first = losing_service.send("sms", "+15551234567", {"body": "hi"}, {"idempotency_key": "r"})
+    recorder.come_back()
+
+    replay = losing_service.send("sms", "+15551234567", {"body": "hi"}, {"idempotency_key": "r"})
+
+    assert replay.replayed and replay.message_id == first.message_id
+    assert replay.status == "sent"
+    assert event_types(losing_service, first.message_id) == ["Queued", "Sent"]
+    assert driver.calls == [first.message_id]
+
+
+def test_a_queued_whose_answer_was_lost_in_the_outage_is_attempted_once_back(
+    losing_service: ConversaService, driver: CountingDriver
+) -> None:
+    losing = lose_next_commit_answer(losing_service)
+    losing.outage = True  # the retries ran out: nobody knows whether it was committed
+    key = {"idempotency_key": "unknown"}
+
+    with pytest.raises(DatabaseUnavailable):
+        losing_service.send("sms", "+15551234567", {"body": "hi"}, key)
+
+    message_id = message_id_for(LOCAL_SCOPE, "unknown")
+    wait_for_events(losing_service, message_id, ["Queued", "AttemptStarted", "Sent"])
+    assert driver.calls == [message_id]
+    replay = losing_service.send("sms", "+15551234567", {"body": "hi"}, key)
+    assert replay.replayed and replay.status == "sent"
+    assert driver.calls == [message_id]
+
+
+def test_a_send_the_outage_refused_stores_nothing_and_its_key_stays_free(
+    losing_service: ConversaService, driver: CountingDriver
+) -> None:
+    recorder: Any = losing_service.app.recorder
+    recorder.go_down()
+    key = {"idempotency_key": "refused"}
+
+    with pytest.raises(DatabaseUnavailable):
+        losing_service.send("sms", "+15551234567", {"body": "hi"}, key)
+    recorder.come_back()
+    time.sleep(1.5)  # what the process finishes after an outage, it finishes within this
+
+    message_id = message_id_for(LOCAL_SCOPE, "refused")
+    assert event_types(losing_service, message_id) == []
+    assert driver.calls == []
+    again = losing_service.send("sms", "+15551234567", {"body": "hi"}, key)
+    assert not again.replayed and again.status == "sent"
+    assert losing_service.dispatcher.unfinished.pending() == 0
