@@ -197,7 +197,10 @@ def test_an_outage_answers_503_quickly_and_loses_nothing(tmp_path: Path) -> None
         for thread in threads:
             thread.start()
         try:
-            time.sleep(2)
+            deadline = time.monotonic() + 30
+            while len([a for a in answers if a.status == 201]) < CLIENTS:  # warmed up
+                assert time.monotonic() < deadline, answers[:3]
+                time.sleep(0.2)
             cluster.stop()
             stopped = time.monotonic()
             time.sleep(1)

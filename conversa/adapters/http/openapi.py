@@ -40,6 +40,10 @@ def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
 RETRY_AFTER = {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}
 UNAUTHORIZED = _error("No valid bearer token")
 RATE_LIMITED = _error("Rate limit of the token exceeded", **{"Retry-After": RETRY_AFTER})
+DATABASE_UNAVAILABLE = _error(
+    "The database could not be reached in time (code database_unavailable)",
+    **{"Retry-After": RETRY_AFTER},
+)
 NULLABLE_STRING = {"type": "string", "nullable": True}
 
 TEMPLATE = {
@@ -184,7 +188,10 @@ SCHEMAS: dict[str, Any] = {
     "Health": {
         "type": "object",
         "required": ["status"],
-        "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}},
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "reason": {"type": "string", "description": "Why not ready (when unavailable)"},
+        },
     },
 }
 
@@ -227,6 +234,7 @@ PATHS: dict[str, Any] = {
                 "415": _error("Not a JSON body"),
                 "422": _error("Invalid field, or idempotency_key_mismatch"),
                 "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
             },
         },
         "get": {
@@ -263,6 +271,7 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "422": _error("Invalid filter"),
                 "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
             },
         },
     },
@@ -284,6 +293,7 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "404": _error("No such message"),
                 "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
             },
         }
     },
@@ -341,6 +351,7 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "422": _error("Invalid position, event type or live flag"),
                 "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
             },
         }
     },
@@ -397,6 +408,7 @@ PATHS: dict[str, Any] = {
                 "403": _error("Missing or wrong signature, or no secret configured"),
                 "404": _error("Unknown provider"),
                 "413": _error("Body over 1 MiB"),
+                "503": DATABASE_UNAVAILABLE,
             },
         },
     },

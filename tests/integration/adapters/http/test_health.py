@@ -22,7 +22,7 @@ def test_a_burst_of_probes_asks_the_database_once_a_second(
     monkeypatch.setattr(service, "close", lambda: None)  # the fixture closes it
     app = create_app(lambda: service, run_worker=False)
 
-    async def bursts() -> tuple[list[int], int]:
+    async def bursts() -> tuple[list[int], int, float]:
         async with (
             app.router.lifespan_context(app),
             httpx.AsyncClient(
@@ -30,6 +30,7 @@ def test_a_burst_of_probes_asks_the_database_once_a_second(
             ) as client,
         ):
             statuses = []
+            began = time.monotonic()
             for _ in range(2):
                 responses = await asyncio.gather(
                     *(client.get("/conversa/health") for _ in range(200))
@@ -37,12 +38,14 @@ def test_a_burst_of_probes_asks_the_database_once_a_second(
                 statuses += [r.status_code for r in responses]
                 await asyncio.sleep(1.1)
             health: HealthCheck = app.state.health
-            return statuses, health.checks
+            return statuses, health.checks, time.monotonic() - began
 
-    statuses, checks = asyncio.run(bursts())
+    statuses, checks, seconds = asyncio.run(bursts())
 
     assert statuses == [200] * 400
-    assert checks == 2
+    # One check, then one more for the second burst, and no more than one a second
+    # (a busy machine may stretch a burst over a second).
+    assert 2 <= checks <= int(seconds / HealthCheck.TTL) + 1, (checks, seconds)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "10.255.255.1"])
