@@ -244,6 +244,9 @@ def test_an_outage_answers_503_quickly_and_loses_nothing(tmp_path: Path) -> None
         assert slowest <= DB_TIMEOUT + MARGIN, slowest
         during = [a for a in answers if stopped + 1.0 <= a.started and a.ended <= restarting]
         assert during and all(a.status == 503 for a in during)
+        # The pool is back soon after the database, without a restart.
+        after = [a for a in answers if a.started >= started + 3.0]
+        assert after and all(a.status == 201 for a in after), {a.status for a in after}
 
         print(  # a summary for the report
             f"\nanswers {len(answers)}: 201={len([a for a in answers if a.status == 201])}"
