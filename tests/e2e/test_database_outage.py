@@ -156,6 +156,17 @@ def other_endpoints(server: Server, message_id: str) -> dict[str, tuple[int, flo
     return results
 
 
+def follow_events(server: Server, ended: list[float]) -> None:
+    """Read a live event stream until the server ends it."""
+    with (
+        server.client() as client,
+        client.stream("GET", "/conversa/events", params={"live": "true"}) as stream,
+    ):
+        for _ in stream.iter_lines():
+            pass
+    ended.append(time.monotonic())
+
+
 def stored_messages(cluster: Cluster) -> dict[str, dict[str, Any]]:
     """Each stored message by idempotency key: its id and the types of its events."""
     with psycopg.connect(cluster.url(), autocommit=True) as conn:
@@ -194,6 +205,8 @@ def test_an_outage_answers_503_quickly_and_loses_nothing(tmp_path: Path) -> None
         threads.append(
             threading.Thread(target=health_loop, args=(server.base_url, stop_health, probes))
         )
+        stream_ended: list[float] = []
+        threads.append(threading.Thread(target=follow_events, args=(server, stream_ended)))
         for thread in threads:
             thread.start()
         try:
@@ -253,6 +266,9 @@ def test_an_outage_answers_503_quickly_and_loses_nothing(tmp_path: Path) -> None
             f" 503={len(refused)} slowest={slowest:.2f}s"
             f" health 503 after {first_503:.2f}s, 200 after {first_200 - started:.2f}s"
         )
+        # A live event stream ends (the client reconnects later) rather than hang or fail.
+        assert stream_ended and stream_ended[0] - stopped <= DB_TIMEOUT + MARGIN, stream_ended
+
         # The other endpoints (and a token lookup) answer 503 within the bound too.
         assert {name: status for name, (status, _) in others.items()} == dict.fromkeys(
             others, 503

@@ -15,6 +15,7 @@ and sends a comment every 15 seconds of silence so that proxies keep the connect
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Collection
@@ -27,6 +28,7 @@ from starlette.responses import Response, StreamingResponse
 from conversa.adapters.http.errors import invalid
 from conversa.adapters.http.state import application_request
 from conversa.app.lifecycle import LifecycleFeed
+from conversa.app.outage import DATABASE_OUTAGE
 from conversa.events import EVENT_TYPES, LifecycleEvent
 
 TYPE_NAMES: tuple[str, ...] = tuple(event_type.type_name for event_type in EVENT_TYPES)
@@ -37,6 +39,8 @@ BATCH_SIZE = 100
 POLL_SECONDS = 0.5
 KEEP_ALIVE_SECONDS = 15.0
 #: How long a client waits before reconnecting, in milliseconds (the SSE ``retry:`` field).
+log = logging.getLogger(__name__)
+
 RETRY_MILLISECONDS = 2000
 
 RETRY_FRAME = f"retry: {RETRY_MILLISECONDS}\n\n"
@@ -69,7 +73,13 @@ async def event_frames(
     yield RETRY_FRAME
     last_frame = time.monotonic()
     while True:
-        events, read_up_to = await run_in_threadpool(feed.read, position, BATCH_SIZE)
+        try:
+            events, read_up_to = await run_in_threadpool(feed.read, position, BATCH_SIZE)
+        except DATABASE_OUTAGE as error:
+            # End the stream: the client reconnects after the retry interval, with the id
+            # of the last event it got, and resumes once the database is back.
+            log.warning("event stream ended: the database is unavailable (%s)", error)
+            return
         for event in events:
             if types is None or event.type_name in types:
                 yield event_frame(event)
