@@ -50,6 +50,7 @@ def seeded_messages(count: int) -> Iterator[Message]:
             idempotency_key=None,
             fingerprint="x",
             next_attempt_at=None,
+            nonce=None,
         )
         message.record_accepted(f"log-{n}", {"driver": "log"})
         if n % 2 == 0:

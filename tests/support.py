@@ -61,4 +61,5 @@ def queued_message(
         idempotency_key=key,
         fingerprint="f",
         next_attempt_at=None,
+        nonce=None,
     )

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from conversa._version import installed_version
 from conversa.adapters import logs
 from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS, SchemaMissing, bootstrap, migrate
+from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.app.tokens import TokenNotFound
@@ -76,7 +77,19 @@ def print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> N
         ctx.exit()
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command: a database that cannot be reached is said in one line, not a
+    traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DATABASE_OUTAGE as error:
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            fail(f"database unavailable{': ' + detail if detail else ''}")
+
+
+@click.group(cls=_Commands)
 @click.option(
     "--version",
     is_flag=True,

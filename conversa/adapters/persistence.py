@@ -4,26 +4,36 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
+import select
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import OperationalError, PersistenceError, ProgrammingError
 from eventsourcing.postgres import PostgresFactory
 from eventsourcing.sqlite import SQLiteFactory
+from eventsourcing.utils import get_topic
 from psycopg import sql
 
 from conversa.adapters.payloads import PostgresPayloadStore, SQLitePayloadStore
+from conversa.adapters.postgres_store import (
+    CONNINFO_KEY,
+    UNAVAILABLE_AFTER_KEY,
+    ConversaPostgresFactory,
+)
+from conversa.adapters.postgres_url import InvalidDatabaseUrl, PostgresConnection
 from conversa.adapters.readmodel.postgres import PostgresMessagesView
 from conversa.adapters.readmodel.sqlite import SQLiteMessagesView
 from conversa.adapters.subscriber_store import PostgresSubscriberStore, SQLiteSubscriberStore
 from conversa.app.application import ConversaApp
+from conversa.app.outage import DatabaseUnavailable
 from conversa.app.ports import StorageBackend
+from conversa.app.settings import DEFAULT_DB_TIMEOUT, SettingsError
 
 
 class _Table(Protocol):
@@ -43,9 +53,11 @@ def _attached(app: ConversaApp, make: Callable[[Any], TableT]) -> TableT:
     return store
 
 
-def backend_from_url(url: str) -> StorageBackend:
+def backend_from_url(url: str, *, db_timeout: float = DEFAULT_DB_TIMEOUT) -> StorageBackend:
+    """The backend ``url`` names. ``db_timeout`` (seconds): how long one operation keeps
+    trying to reach PostgreSQL before it fails with ``DatabaseUnavailable``."""
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresBackend(url)
+        return PostgresBackend(url, db_timeout=db_timeout)
     if url.startswith("sqlite:///"):
         return SQLiteBackend(Path(url.removeprefix("sqlite:///")))
     msg = f"unsupported database URL scheme: {url.split(':', 1)[0]}"
@@ -55,42 +67,42 @@ def backend_from_url(url: str) -> StorageBackend:
 class PostgresBackend:
     kind = "postgresql"
 
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 5432
-        self.user = unquote(parts.username or "postgres")
-        self.password = unquote(parts.password or "")
-        self.dbname = unquote(parts.path.lstrip("/")) or "postgres"
-        self.schema = parse_qs(parts.query).get("schema", ["public"])[0]
+    def __init__(self, url: str, *, db_timeout: float = DEFAULT_DB_TIMEOUT) -> None:
+        try:
+            self.connection = PostgresConnection.from_url(url, connect_timeout=db_timeout)
+        except InvalidDatabaseUrl as error:
+            raise SettingsError(f"CONVERSA_DATABASE_URL: {error}") from None
+        self.schema = self.connection.schema
+        self.db_timeout = db_timeout
 
-    def conninfo(self) -> str:
-        return psycopg.conninfo.make_conninfo(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            dbname=self.dbname,
-            connect_timeout=10,
-            application_name="conversa",
-        )
+    def conninfo(self, **overrides: str) -> str:
+        """The libpq connection string of every connection Conversa makes: the event
+        store's pool, locks, LISTEN, ``migrate`` and the health probe."""
+        return self.connection.conninfo(**overrides)
 
     def application_env(self, *, create_tables: bool) -> dict[str, str]:
+        params = self.connection.params
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "PERSISTENCE_MODULE": get_topic(ConversaPostgresFactory),
             "CREATE_TABLE": "y" if create_tables else "n",
-            "POSTGRES_DBNAME": self.dbname,
-            "POSTGRES_HOST": self.host,
-            "POSTGRES_PORT": str(self.port),
-            "POSTGRES_USER": self.user,
-            "POSTGRES_PASSWORD": self.password,
+            # Every connection of the pool is made from the whole connection string, so
+            # that every parameter of the URL applies (TLS, sockets, application_name...).
+            CONNINFO_KEY: self.conninfo(),
+            UNAVAILABLE_AFTER_KEY: str(self.db_timeout),
+            # The library's factory insists on these; the connections do not use them.
+            "POSTGRES_DBNAME": params.get("dbname", ""),
+            "POSTGRES_HOST": params.get("host", ""),
+            "POSTGRES_USER": params.get("user", ""),
+            "POSTGRES_PASSWORD": "",
             "POSTGRES_SCHEMA": self.schema,
             # Inserts take an EXCLUSIVE table lock so that commit order equals notification
             # order (what followers rely on); never wait for it forever.
             "POSTGRES_LOCK_TIMEOUT": "5",
             "POSTGRES_POOL_SIZE": "2",
             "POSTGRES_MAX_OVERFLOW": "10",
-            "POSTGRES_CONNECT_TIMEOUT": "10",
+            # How long a caller waits for a pooled connection (whole seconds, the library's
+            # unit); no longer than an operation may take in all.
+            "POSTGRES_CONNECT_TIMEOUT": str(math.ceil(self.db_timeout)),
             "POSTGRES_PRE_PING": "y",
             # The function-based insert path skips the table lock and can hide events from
             # followers under concurrent writes; keep it off.
@@ -98,7 +110,7 @@ class PostgresBackend:
         }
 
     def prepare(self) -> None:
-        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+        with _translated_errors(), psycopg.connect(self.conninfo(), autocommit=True) as conn:
             conn.execute(
                 sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
             )
@@ -141,6 +153,9 @@ class PostgresBackend:
     def event_signal(self) -> PostgresEventSignal:
         with _translated_errors():
             return PostgresEventSignal(self.conninfo(), channel=f"{ConversaApp.name}_events")
+
+    def health_probe(self) -> PostgresHealthProbe:
+        return PostgresHealthProbe(self)
 
 
 #: The lock connection is idle for hours; without keepalives a peer that vanished (a
@@ -206,6 +221,59 @@ class PostgresEventSignal:
         self._conn.close()
 
 
+class PostgresHealthProbe:
+    """Whether the event store answers, over one connection of its own: the readiness
+    check neither waits for nor takes a connection of the pool that requests use."""
+
+    #: libpq's minimum connect timeout; the caller bounds the whole check more tightly.
+    CONNECT_TIMEOUT = "2"
+    #: Give up on a connection whose packets go unanswered (a host that went away).
+    TCP_USER_TIMEOUT_MS = "2000"
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        overrides = {
+            "connect_timeout": self.CONNECT_TIMEOUT,
+            "tcp_user_timeout": self.TCP_USER_TIMEOUT_MS,
+            "application_name": f"{backend.connection.params['application_name']} health",
+        }
+        self._conninfo = backend.conninfo(**overrides)
+        self._query = sql.SQL("SELECT 1 FROM {}.{} LIMIT 1").format(
+            sql.Identifier(backend.schema), sql.Identifier(f"{ConversaApp.name}_events")
+        )
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def check(self) -> None:
+        """Return when the database answers; raise ``DatabaseUnavailable`` when it cannot
+        be reached, another ``PersistenceError`` when it answers with an error."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._conninfo, autocommit=True)
+                self._conn.execute("SET statement_timeout = 2000")
+            self._conn.execute(self._query)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            self.close()
+            raise DatabaseUnavailable(str(error).strip().splitlines()[0]) from error
+        except psycopg.Error as error:
+            self.close()
+            raise PersistenceError(str(error).strip().splitlines()[0]) from error
+
+    def interrupted(self) -> bool:
+        conn = self._conn
+        if conn is None or conn.closed:
+            return False
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        except (OSError, ValueError, psycopg.Error):
+            return True
+        return bool(readable)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+
 class SQLiteBackend:
     kind = "sqlite"
 
@@ -267,6 +335,33 @@ class SQLiteBackend:
 
     def event_signal(self) -> PollingSignal:
         return PollingSignal(self.POLL_INTERVAL)
+
+    def health_probe(self) -> SQLiteHealthProbe:
+        return SQLiteHealthProbe(self.path)
+
+
+class SQLiteHealthProbe:
+    """Whether the event store's file answers a read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def check(self) -> None:
+        if not self.path.exists():
+            raise ProgrammingError(f"no such table: stored_events ({self.path} does not exist)")
+        try:
+            # Read-only: a check must not create a missing file.
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=1.0)) as conn:
+                conn.execute("SELECT 1 FROM stored_events LIMIT 1").fetchall()
+        except sqlite3.Error as error:
+            raise DatabaseUnavailable(str(error)) from error
+
+    def interrupted(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
 
 
 class FileLock:

@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 from uuid import UUID
 
 import httpx
-from eventsourcing.persistence import OperationalError, ProgrammingError
+from eventsourcing.persistence import PersistenceError
 
 from conversa._version import installed_version
 from conversa.adapters.metrics import PrometheusMetrics
@@ -54,7 +54,10 @@ def bootstrap(
         configured = configured_drivers(settings)
         drivers, on_close = configured.drivers, configured.close
     try:
-        backend = backend or backend_from_url(settings.database_url)
+        backend = backend or backend_from_url(
+            settings.database_url, db_timeout=settings.db_timeout_seconds
+        )
+        _reach(backend)
         app = ConversaApp(env=backend.application_env(create_tables=False))
     except BaseException:
         if on_close is not None:
@@ -70,7 +73,7 @@ def bootstrap(
         view.due(datetime.now(UTC), 1)
         payloads.get(UUID(int=0))
         subscriber_store.position("")
-    except (ProgrammingError, OperationalError) as error:
+    except PersistenceError as error:
         app.close()
         if on_close is not None:
             on_close()
@@ -97,6 +100,21 @@ def bootstrap(
         service.close()
         raise
     return service
+
+
+def _reach(backend: StorageBackend) -> None:
+    """Connect once, directly, before the pools: a database that cannot be reached (down,
+    TLS refused, a wrong password) is reported in the driver's own words rather than as a
+    pool that timed out, and one without Conversa's tables as :class:`SchemaMissing`."""
+    probe = backend.health_probe()
+    try:
+        probe.check()
+    except PersistenceError as error:
+        if "does not exist" in str(error) or "no such table" in str(error):
+            raise SchemaMissing from None
+        raise
+    finally:
+        probe.close()
 
 
 def configure_subscribers(service: ConversaService, settings: Settings) -> list[Callable[[], None]]:
@@ -160,7 +178,9 @@ class Migration:
 
 def migrate(settings: Settings, *, backend: StorageBackend | None = None) -> Migration:
     """Create every table Conversa needs; safe to run any number of times."""
-    backend = backend or backend_from_url(settings.database_url)
+    backend = backend or backend_from_url(
+        settings.database_url, db_timeout=settings.db_timeout_seconds
+    )
     before = backend.tables()
     backend.prepare()
     app = ConversaApp(env=backend.application_env(create_tables=True))

@@ -8,6 +8,7 @@ both save it, so only one of them calls the provider.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -15,10 +16,11 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, OperationalError
+from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
 from conversa.app.messages import load_message, update_message
+from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.ports import (
     Driver,
     DriverError,
@@ -38,6 +40,7 @@ from conversa.app.telemetry import (
     NoTelemetry,
     Telemetry,
 )
+from conversa.app.unfinished import UnfinishedSends
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content
 from conversa.domain.message import Message
@@ -74,9 +77,16 @@ class Dispatcher:
         #: Messages whose dispatch raised: how often, and when to try them again.
         self._broken: dict[UUID, tuple[int, datetime]] = {}
         self.telemetry = telemetry or NoTelemetry()
+        self.unfinished = UnfinishedSends(self)
 
     def attempt(self, message: Message, content: Content) -> Message:
-        """Make the attempt ``message`` is claimed for, and record its outcome."""
+        """Make the attempt ``message`` is claimed for, and record its outcome.
+
+        When the database cannot take the outcome (an outage), the outcome is kept in
+        memory and recorded as soon as it answers again (:class:`UnfinishedSends`), and the
+        message is returned with the outcome applied but not yet stored.
+        """
+        number = message.attempts + 1
         driver = self.drivers[message.channel]
         reason = driver.unavailable_reason(message.channel)
         if reason is not None:
@@ -90,11 +100,36 @@ class Dispatcher:
             )
             result = self._call(driver, outbound)
         now = self.clock()
-        recorded = update_message(
-            self.app, message.id, lambda m: self._apply(m, result, now, driver.name)
-        )
+        try:
+            return self.record_outcome(message.id, number, result, now, driver.name)
+        except DATABASE_OUTAGE as error:
+            log.warning(
+                "could not record the outcome of message_id=%s (%s); recording it when the "
+                "database is back",
+                message.id,
+                type(error).__name__,
+            )
+            self.unfinished.outcome_unrecorded(message.id, number, result, now, driver.name)
+            self._apply(message, result, now, driver.name, link=False)
+            return message
+
+    def record_outcome(
+        self, message_id: UUID, number: int, result: DriverResult, now: datetime, driver: str
+    ) -> Message:
+        """Record what attempt ``number`` of a message came to, unless it is recorded
+        already (its commit went through, but the answer was lost in an outage)."""
+
+        def command(message: Message) -> list[Aggregate]:
+            if message.attempts >= number:
+                return []
+            return self._apply(message, result, now, driver)
+
+        recorded = update_message(self.app, message_id, command)
         if recorded.status is not Status.QUEUED and recorded.content is None:
-            self.payloads.delete(message.id)  # the content waited there; it is not needed now
+            # The content waited in the payload store; not needed now. If the database
+            # is gone again, the purge of expired payloads deletes it later.
+            with contextlib.suppress(*DATABASE_OUTAGE):
+                self.payloads.delete(message_id)
         return recorded
 
     def _call(self, driver: Driver, outbound: OutboundMessage) -> DriverResult:
@@ -120,14 +155,21 @@ class Dispatcher:
         return result
 
     def _apply(
-        self, message: Message, result: DriverResult, now: datetime, driver: str
+        self,
+        message: Message,
+        result: DriverResult,
+        now: datetime,
+        driver: str,
+        *,
+        link: bool = True,
     ) -> list[Aggregate]:
-        """Record the outcome on ``message``; return the other aggregates to save with it."""
+        """Record the outcome on ``message``; return the other aggregates to save with it
+        (none without ``link``: the provider-id index is read from the database)."""
         if message.status is not Status.QUEUED and not result.ok:
             return []  # a report got there first; what the provider said stands
         if result.ok and result.provider_message_id is not None:
             message.record_accepted(result.provider_message_id, result.response)
-            index = link_sent(self.app, message, driver)
+            index = link_sent(self.app, message, driver) if link else None
             return [index] if index is not None else []
         error = result.error or DriverError(
             "driver_error", "the driver returned neither a message id nor an error"
@@ -163,7 +205,7 @@ class Dispatcher:
         ``stop`` is looked at before each message: a shutdown waits for the attempt in
         flight to record its outcome, not for the rest of the batch. A message whose
         dispatch raises (a bug, corrupt data) is logged and left alone for a while; the
-        others go on. A database outage (OperationalError) ends the batch.
+        others go on. A database outage ends the batch.
         """
         now = self.clock()
         # Forget the ones no longer tried (no longer due: finished by another process).
@@ -180,7 +222,7 @@ class Dispatcher:
             try:
                 if self.dispatch(message_id):
                     made += 1
-            except OperationalError:
+            except DATABASE_OUTAGE:
                 raise
             except Exception:
                 self._rest(message_id, now)

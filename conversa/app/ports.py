@@ -138,6 +138,21 @@ class Lock(Protocol):
         when the answer is no, since another process may have taken it over."""
 
 
+class HealthProbe(Protocol):
+    """A quick check that the database answers, for the readiness endpoint."""
+
+    def check(self) -> None:
+        """Return when the database answers; raise ``DatabaseUnavailable`` when it cannot
+        be reached (another ``PersistenceError`` when it answers with an error)."""
+
+    def interrupted(self) -> bool:
+        """Without a round trip: whether the database has, unasked, sent something on the
+        check's idle connection since the last check. A server shutting down does (it
+        ends every session), so the last answer is out of date at once."""
+
+    def close(self) -> None: ...
+
+
 class StorageBackend(Protocol):
     """The database chosen by ``CONVERSA_DATABASE_URL``, as the application needs it."""
 
@@ -172,3 +187,6 @@ class StorageBackend(Protocol):
 
     def event_signal(self) -> EventSignal:
         """A wake-up for the projection when events are recorded, from any process."""
+
+    def health_probe(self) -> HealthProbe:
+        """A readiness check with a connection of its own (not one of the pool's)."""

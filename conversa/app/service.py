@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
 
@@ -23,6 +23,7 @@ from conversa.app.history import describe
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import MessageNotFound, load_message
 from conversa.app.meta import check_meta
+from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.ports import (
     Driver,
     OutboundMessage,
@@ -164,6 +165,7 @@ class ConversaService:
         driver.validate(OutboundMessage(message_id, parsed_channel, recipient, sender, content))
         store_body = self.settings.store_body
         now = self.clock()
+        nonce = uuid4().hex  # tells this request's own write from another's
         message = Message(
             id=message_id,
             channel=parsed_channel.value,
@@ -177,13 +179,27 @@ class ConversaService:
             # The first attempt happens right below; if this process dies before its
             # outcome is recorded, a dispatcher takes the message over once this passes.
             next_attempt_at=now + self.lease,
+            nonce=nonce,
         )
         try:
             self.app.save(message)
+        except DATABASE_OUTAGE:
+            # Perhaps committed, perhaps not: the caller hears 503, and if the message
+            # turns out to be stored, this process attempts it once the database is back.
+            self.dispatcher.unfinished.queued_unconfirmed(message.id, nonce, content)
+            raise
         except IntegrityError:
-            if key is None:
-                raise
-            return self._replay(message)
+            stored = self._own_write(message)
+            if stored is None:
+                if key is None:
+                    raise
+                return self._replay(message)
+            # Our commit went through but its answer was lost, and the event store's retry
+            # met our own write: this request recorded the message, so it makes the attempt.
+            log.warning("recognised own write of message_id=%s after a lost answer", message.id)
+            if stored.version > 1:  # already taken over (a dispatcher, once the lease ran out)
+                return SendResult.of(stored, replayed=False)
+            message = stored
         if not store_body:
             # Only the request that recorded the message keeps its content, for the retries:
             # a replay (or the loser of a race on one key) writes nothing down. No dispatcher
@@ -198,7 +214,20 @@ class ConversaService:
         )
         return SendResult.of(self.dispatcher.attempt(message, content), replayed=False)
 
+    def _own_write(self, attempted: Message) -> Message | None:
+        """The stored message if this very request recorded it (its nonce), else None."""
+        try:
+            stored = self._get(attempted.id)
+        except MessageNotFound:
+            return None
+        if attempted.nonce is None or stored.nonce != attempted.nonce:
+            return None
+        return stored
+
     def _replay(self, attempted: Message) -> SendResult:
+        # An earlier request of this key that an outage interrupted in this process is
+        # finished first, so that the replay reports what became of it.
+        self.dispatcher.unfinished.finish(attempted.id)
         stored = self._get(attempted.id)
         if stored.fingerprint != attempted.fingerprint:
             raise IdempotencyKeyMismatch
@@ -360,6 +389,7 @@ class ConversaService:
 
     def close(self) -> None:
         try:
+            self.dispatcher.unfinished.close()
             self.app.close()
         finally:
             if self._on_close is not None:

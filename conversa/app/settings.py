@@ -11,6 +11,8 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PREFIX = "CONVERSA_"
+#: Seconds an operation keeps trying to reach the database before answering 503.
+DEFAULT_DB_TIMEOUT = 5.0
 _RATE = re.compile(r"^\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?\s*$")
 
 
@@ -28,6 +30,7 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///conversa.sqlite3"
+    db_timeout_seconds: float = Field(default=DEFAULT_DB_TIMEOUT, ge=1, le=300)
     sms_driver: Literal["twilio", "log"] = "log"
     whatsapp_driver: Literal["whatsapp_cloud", "twilio", "log"] = "log"
     log_messages: bool = True

@@ -17,9 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from eventsourcing.persistence import OperationalError
-
 from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS
+from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.ports import EventSignal, Lock, StopSignal
 from conversa.app.service import ConversaService
 from conversa.app.subscribers import SubscriberRunner
@@ -132,7 +131,7 @@ class Worker:
                     # Its connection just failed: a standby whose connection did not gets
                     # the first chance to take over.
                     stop.wait(self.standby_interval)
-            except OperationalError as error:
+            except DATABASE_OUTAGE as error:
                 log.warning("%s interrupted (%s); retrying", name, type(error).__name__)
                 stop.wait(ERROR_BACKOFF)
             except Exception:
@@ -151,7 +150,7 @@ class Worker:
                 if rounds % PURGE_EVERY == 0:
                     dispatcher.purge_expired_payloads()
                     self.service.expire_parked_reports()
-            except OperationalError as error:
+            except DATABASE_OUTAGE as error:
                 log.warning("dispatch interrupted (%s); retrying", type(error).__name__)
                 stop.wait(ERROR_BACKOFF)
                 continue

@@ -32,6 +32,12 @@ class Message(Aggregate):
     # Enum-valued fields are stored as their string values (the JSON transcoder writes
     # str subclasses as plain strings) and turned back into enums by the mutators.
     class Queued(Aggregate.Created):
+        """Version 2 added ``nonce``: a value unique to the request that recorded the
+        message, so that this request can tell its own write, whose answer it did not get,
+        from another request's (an idempotent replay)."""
+
+        class_version = 2
+
         channel: str
         to: PhoneNumber
         sender: str | None
@@ -41,6 +47,11 @@ class Message(Aggregate):
         idempotency_key: str | None
         fingerprint: str
         next_attempt_at: datetime | None
+        nonce: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["nonce"] = None  # recorded before requests were told apart
 
     class AttemptStarted(Aggregate.Event):
         """A dispatcher claimed the next attempt; it may call the provider until the lease
@@ -87,6 +98,7 @@ class Message(Aggregate):
         idempotency_key: str | None,
         fingerprint: str,
         next_attempt_at: datetime | None,
+        nonce: str | None,
     ) -> None:
         self.channel = Channel(channel)
         self.to = to
@@ -96,6 +108,7 @@ class Message(Aggregate):
         self.meta = meta
         self.idempotency_key = idempotency_key
         self.fingerprint = fingerprint
+        self.nonce = nonce
         self.status = Status.QUEUED
         self.provider_message_id: str | None = None
         self.provider_response: dict[str, Any] | None = None
@@ -132,6 +145,18 @@ class Message(Aggregate):
         """Claim the next attempt if it is due. Saving the claim is what makes it exclusive:
         a concurrent claim on the same version fails in the event store."""
         if not self.is_due(now):
+            return False
+        self._attempt_started(self.attempts + 1, lease_until)
+        return True
+
+    def take_over_first_attempt(self, nonce: str, lease_until: datetime) -> bool:
+        """Claim the first attempt of a message whose recording request gave up before
+        making it (an outage hid whether ``Queued`` was committed). Only that request,
+        knowing its ``nonce``, may, and only while nothing else happened to the message:
+        the first attempt is otherwise made without a claim, by that request alone."""
+        if self.nonce is None or self.nonce != nonce or self.version != 1:
+            return False
+        if self.status is not Status.QUEUED:
             return False
         self._attempt_started(self.attempts + 1, lease_until)
         return True

@@ -20,13 +20,14 @@ from conversa.adapters import logs
 from conversa.adapters.http.auth import Authenticator
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import server_is_stopping, stream_events
+from conversa.adapters.http.health import HealthCheck, health
 from conversa.adapters.http.messages import list_messages, send_message, show_message
 from conversa.adapters.http.metrics import ProjectionGauges, metrics, metrics_of
 from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
 from conversa.adapters.http.pools import ProviderPool, size_default_pool
 from conversa.adapters.http.ratelimit import RateLimiter
-from conversa.adapters.http.state import HttpState, http_state
+from conversa.adapters.http.state import HttpState
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
 from conversa.adapters.metrics import mark_process_dead
 from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS
@@ -57,6 +58,7 @@ def create_app(
         service = await run_in_threadpool(factory)
         settings = service.settings
         logs.configure(settings.log_level, settings.log_format)
+        app.state.health = HealthCheck(service.backend.health_probe())
         app.state.conversa = HttpState(
             service=service,
             authenticator=Authenticator(service.tokens),
@@ -83,6 +85,7 @@ def create_app(
                 if thread.is_alive():
                     log.error("the worker did not stop in time; closing the service anyway")
             await app.state.conversa.rate_limiter.aclose()
+            app.state.health.close()
             service.close()
             mark_process_dead()  # its in-flight gauges go; its counters stay in the sums
 
@@ -110,16 +113,6 @@ async def _stop_when_server_stops(stop: threading.Event) -> None:
     while not server_is_stopping():
         await asyncio.sleep(0.2)
     stop.set()
-
-
-async def health(request: Request) -> JSONResponse:
-    service = http_state(request).service
-    try:
-        await run_in_threadpool(service.app.recorder.max_notification_id)
-    except Exception:
-        log.warning("health check: the database does not answer", exc_info=True)
-        return JSONResponse({"status": "unavailable"}, status_code=503)
-    return JSONResponse({"status": "ok"})
 
 
 async def openapi(_request: Request) -> JSONResponse:

@@ -2,20 +2,29 @@
 
     {"error": {"code": "...", "message": "...", "fields": {"field": "what is wrong"}}}
 
-Input problems raised by the domain become 422 with the offending field; an unexpected
+Input problems raised by the domain become 422 with the offending field; a database that
+cannot be reached, 503 ``database_unavailable`` with ``Retry-After``; an unexpected
 failure becomes 500 carrying only a request id, which the log line carries too.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
+from eventsourcing.persistence import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from conversa.app.outage import DatabaseUnavailable
 from conversa.app.service import MessageNotFound
 from conversa.domain.errors import ConversaError, InvalidRequest
+
+log = logging.getLogger(__name__)
+
+#: What a client is told to wait before trying again while the database is away.
+RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -63,6 +72,17 @@ async def conversa_error(_request: Request, exc: Exception) -> Response:
     return error_response(422, exc.code, exc.message, fields=fields)
 
 
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    # The detail (host, port, libpq's words) goes to the log, not to the client.
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database is unavailable; try again shortly (a send with the same Idempotency-Key)",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def not_found(_request: Request, exc: Exception) -> Response:
     return error_response(404, "not_found", str(exc))
 
@@ -93,4 +113,7 @@ EXCEPTION_HANDLERS = {
     ConversaError: conversa_error,
     MessageNotFound: not_found,
     HTTPException: http_exception,
+    DatabaseUnavailable: database_unavailable,
+    OperationalError: database_unavailable,
+    InterfaceError: database_unavailable,
 }

@@ -17,6 +17,7 @@ comment ``: the API token was revoked``.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -31,6 +32,7 @@ from conversa.adapters.http.errors import invalid
 from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.state import application_request
 from conversa.app.lifecycle import LifecycleFeed
+from conversa.app.outage import DATABASE_OUTAGE
 from conversa.events import EVENT_TYPES, LifecycleEvent
 
 TYPE_NAMES: tuple[str, ...] = tuple(event_type.type_name for event_type in EVENT_TYPES)
@@ -44,6 +46,8 @@ KEEP_ALIVE_SECONDS = 15.0
 #: revoked token stops working within 5 s: this, plus one batch or poll, stays inside it.
 TOKEN_CHECK_SECONDS = 2.0
 #: How long a client waits before reconnecting, in milliseconds (the SSE ``retry:`` field).
+log = logging.getLogger(__name__)
+
 RETRY_MILLISECONDS = 2000
 
 RETRY_FRAME = f"retry: {RETRY_MILLISECONDS}\n\n"
@@ -90,12 +94,18 @@ async def event_frames(
     yield RETRY_FRAME
     last_frame = last_check = time.monotonic()
     while True:
-        if token_active is not None and time.monotonic() - last_check >= TOKEN_CHECK_SECONDS:
-            if not await token_active():
-                yield TOKEN_REVOKED_FRAME
-                return
-            last_check = time.monotonic()
-        events, read_up_to = await run_in_threadpool(feed.read, position, BATCH_SIZE)
+        try:
+            if token_active is not None and time.monotonic() - last_check >= TOKEN_CHECK_SECONDS:
+                if not await token_active():
+                    yield TOKEN_REVOKED_FRAME
+                    return
+                last_check = time.monotonic()
+            events, read_up_to = await run_in_threadpool(feed.read, position, BATCH_SIZE)
+        except DATABASE_OUTAGE as error:
+            # End the stream: the client reconnects after the retry interval, with the id
+            # of the last event it got, and resumes once the database is back.
+            log.warning("event stream ended: the database is unavailable (%s)", error)
+            return
         for event in events:
             if types is None or event.type_name in types:
                 yield event_frame(event)

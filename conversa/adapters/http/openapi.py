@@ -41,7 +41,13 @@ def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
 RETRY_AFTER = {"description": "Seconds to wait", "schema": {"type": "integer", "minimum": 1}}
 UNAUTHORIZED = _error("No valid bearer token")
 RATE_LIMITED = _error("Rate limit of the token exceeded", **{"Retry-After": RETRY_AFTER})
-RATE_LIMIT_UNAVAILABLE = _error(
+DATABASE_UNAVAILABLE = _error(
+    "The database could not be reached in time (code database_unavailable)",
+    **{"Retry-After": RETRY_AFTER},
+)
+#: What an endpoint with a token may answer 503 for: the database, or its rate limit.
+APPLICATION_UNAVAILABLE = _error(
+    "database_unavailable: the database could not be reached in time; or "
     "rate_limit_unavailable: the rate limit cannot be counted (its storage does not answer) "
     "and the server is set to refuse such requests (CONVERSA_RATE_LIMIT_ON_ERROR=closed)",
     **{"Retry-After": RETRY_AFTER},
@@ -191,7 +197,10 @@ SCHEMAS: dict[str, Any] = {
     "Health": {
         "type": "object",
         "required": ["status"],
-        "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}},
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "reason": {"type": "string", "description": "Why not ready (when unavailable)"},
+        },
     },
 }
 
@@ -237,6 +246,7 @@ PATHS: dict[str, Any] = {
                     "endpoint takes none)"
                 ),
                 "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
             },
         },
         "get": {
@@ -273,6 +283,7 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "422": _error("Invalid filter, or a query parameter this endpoint does not take"),
                 "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
             },
         },
     },
@@ -295,6 +306,7 @@ PATHS: dict[str, Any] = {
                 "404": _error("No such message"),
                 "422": _error("A query parameter this endpoint does not take"),
                 "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
             },
         }
     },
@@ -355,6 +367,7 @@ PATHS: dict[str, Any] = {
                     "endpoint does not take"
                 ),
                 "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
             },
         }
     },
@@ -411,6 +424,7 @@ PATHS: dict[str, Any] = {
                 "403": _error("Missing or wrong signature, or no secret configured"),
                 "404": _error("Unknown provider"),
                 "413": _error("Body over 1 MiB"),
+                "503": DATABASE_UNAVAILABLE,
             },
         },
     },
@@ -452,12 +466,12 @@ PATHS: dict[str, Any] = {
 
 
 def _with_rate_limit_unavailable(paths: dict[str, Any]) -> dict[str, Any]:
-    """Every application endpoint (those with a token) may answer 503 when its rate limit
-    cannot be counted: said here once rather than in each operation above."""
+    """Every application endpoint (those with a token) may also answer 503 when its rate
+    limit cannot be counted: said here once rather than in each operation above."""
     for item in paths.values():
         for operation in item.values():
             if isinstance(operation, dict) and "security" in operation:
-                operation["responses"].setdefault("503", RATE_LIMIT_UNAVAILABLE)
+                operation["responses"]["503"] = APPLICATION_UNAVAILABLE
     return paths
 
 

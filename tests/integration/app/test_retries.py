@@ -214,6 +214,7 @@ def test_a_send_left_unfinished_by_a_crash_is_recovered_once(
             idempotency_key=None,
             fingerprint="f",
             next_attempt_at=clock.now + service.lease,
+            nonce=None,
         )
         service.app.save(crashed)
         assert tick(service) == 0  # its first attempt may still be in flight
