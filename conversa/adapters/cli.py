@@ -18,8 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from conversa._version import installed_version
 from conversa.adapters import logs
-from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS, SchemaMissing, bootstrap, migrate
+from conversa.app.bootstrap import SchemaMissing, bootstrap, migrate
 from conversa.app.outage import DATABASE_OUTAGE
+from conversa.app.provider_calls import SHUTDOWN_GRACE_SECONDS
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.app.tokens import TokenNotFound

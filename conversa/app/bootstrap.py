@@ -22,6 +22,7 @@ from conversa.adapters.providers.whatsapp_cloud import WhatsAppCloudConfig, What
 from conversa.adapters.subscribers.http import HttpEventSubscriber
 from conversa.app.application import ConversaApp
 from conversa.app.ports import Driver, StorageBackend
+from conversa.app.provider_calls import PROVIDER_TIMEOUTS, WORST_CASE_PROVIDER_CALL
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.app.subscribers import Subscription
@@ -216,25 +217,13 @@ def open_service(settings: Settings, *, create_tables: bool = False) -> Conversa
     return bootstrap(settings, backend=backend)
 
 
-#: Timeouts of the provider HTTP client, in seconds. A send runs inside an API request, so
-#: a provider that does not answer must not hold it for long; a read timeout is reported as
-#: a transient ``<driver>_timeout`` and retried by the worker.
-PROVIDER_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=5.0)
-#: The longest one provider call takes with those timeouts: waiting for a pooled
-#: connection, connecting, writing the request, waiting for the answer (28 s).
-WORST_CASE_PROVIDER_CALL = sum(
-    phase or 0.0
-    for phase in (
-        PROVIDER_TIMEOUT.pool,
-        PROVIDER_TIMEOUT.connect,
-        PROVIDER_TIMEOUT.write,
-        PROVIDER_TIMEOUT.read,
-    )
+#: The provider HTTP client's timeouts (see :mod:`conversa.app.provider_calls`).
+PROVIDER_TIMEOUT = httpx.Timeout(
+    connect=PROVIDER_TIMEOUTS.connect,
+    read=PROVIDER_TIMEOUTS.read,
+    write=PROVIDER_TIMEOUTS.write,
+    pool=PROVIDER_TIMEOUTS.pool,
 )
-#: How long a process told to stop waits for the attempts in flight (the dispatcher's, and
-#: sends inside requests) to record what came of them before it closes its pools and
-#: clients: a worst-case provider call, and time to save its outcome.
-SHUTDOWN_GRACE_SECONDS = WORST_CASE_PROVIDER_CALL + 10.0
 #: Connections beyond one per concurrent send: the dispatcher makes one attempt at a time.
 BACKGROUND_CONNECTIONS = 4
 

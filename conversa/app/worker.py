@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.ports import EventSignal, Lock, StopSignal
+from conversa.app.provider_calls import SHUTDOWN_GRACE_SECONDS
 from conversa.app.service import ConversaService
 from conversa.app.subscribers import SubscriberRunner
 

@@ -30,7 +30,7 @@ from conversa.adapters.http.ratelimit import RateLimiter
 from conversa.adapters.http.state import HttpState
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
 from conversa.adapters.metrics import mark_process_dead
-from conversa.app.bootstrap import SHUTDOWN_GRACE_SECONDS
+from conversa.app.provider_calls import SHUTDOWN_GRACE_SECONDS
 from conversa.app.service import ConversaService
 from conversa.app.worker import Worker
 
