@@ -332,7 +332,7 @@ def seed_sent(url: str, count: int) -> list[uuid.UUID]:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "INSERT INTO messages (id, channel, recipient, body, status, provider_message_id) "
-            "SELECT gen_random_uuid(), 'sms', '+1202555' || lpad((n % 10000)::text, 4, '0'), "
+            "SELECT gen_random_uuid(), 'sms', '+1202555' || lpad((n %% 10000)::text, 4, '0'), "
             "'benchmark message ' || n, 'sent', 'log-' || n "
             "FROM generate_series(1, %s) AS n RETURNING id",
             (count,),
@@ -350,9 +350,9 @@ def seed_list(url: str, count: int) -> None:
         conn.execute(
             "INSERT INTO messages (id, channel, recipient, body, status, provider_message_id, "
             "created_at, updated_at) "
-            "SELECT gen_random_uuid(), CASE WHEN n % 5 = 4 THEN 'whatsapp' ELSE 'sms' END, "
-            "'+1202555' || lpad((n % 10000)::text, 4, '0'), 'benchmark message ' || n, "
-            "CASE WHEN n % 20 = 19 THEN 'failed' WHEN n % 2 = 0 THEN 'delivered' "
+            "SELECT gen_random_uuid(), CASE WHEN n %% 5 = 4 THEN 'whatsapp' ELSE 'sms' END, "
+            "'+1202555' || lpad((n %% 10000)::text, 4, '0'), 'benchmark message ' || n, "
+            "CASE WHEN n %% 20 = 19 THEN 'failed' WHEN n %% 2 = 0 THEN 'delivered' "
             "ELSE 'sent' END, 'log-' || n, "
             "now() - interval '1 minute' - (%s - n) * interval '1 millisecond', "
             "now() - interval '1 minute' - (%s - n) * interval '1 millisecond' "

@@ -112,9 +112,13 @@ def table(rows: Sequence[Row]) -> str:
         out.append("  ".join(cells).rstrip())
         if n == 0:
             out.append("-" * len(out[0]))
-    notes = [f"* {row.label}: {row.note}" for row in rows if row.note]
-    if notes:
-        out += ["", *notes]
+    labels_by_note: dict[str, list[str]] = {}
+    for row in rows:
+        if row.note:
+            labels_by_note.setdefault(row.note, []).append(row.label)
+    if labels_by_note:
+        out.append("")
+        out += [f"* {'; '.join(labels)}: {note}" for note, labels in labels_by_note.items()]
     return "\n".join(out)
 
 

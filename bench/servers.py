@@ -141,15 +141,24 @@ def _spawn(command: list[str], environ: Mapping[str, str], log: Path) -> subproc
 
 
 def start_conversa(
-    environ: Mapping[str, str], *, port: int, workers: int, log_dir: Path, name: str = "conversa"
+    environ: Mapping[str, str],
+    *,
+    port: int,
+    workers: int,
+    log_dir: Path,
+    name: str = "conversa",
+    worker: bool = True,
 ) -> Server:
-    """``conversa serve --workers N --no-worker`` and one ``conversa worker``."""
+    """``conversa serve --workers N --no-worker`` and (unless not ``worker``) one
+    ``conversa worker``."""
     env = clean_environment(environ)
     http_log, worker_log = log_dir / f"{name}-serve.log", log_dir / f"{name}-worker.log"
     serve = [sys.executable, "-m", "conversa", "serve", "--host", "127.0.0.1"]
     serve += ["--port", str(port), "--workers", str(workers), "--no-worker"]
     server = Server(name, port, _spawn(serve, env, http_log), logs=[http_log, worker_log])
-    server.helpers.append(_spawn([sys.executable, "-m", "conversa", "worker"], env, worker_log))
+    if worker:
+        command = [sys.executable, "-m", "conversa", "worker"]
+        server.helpers.append(_spawn(command, env, worker_log))
     wait_healthy(server, "/conversa/health", workers)
     return server
 
