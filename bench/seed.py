@@ -80,6 +80,10 @@ class MessageSpec:
     #: Also open the provider-id index, as a send through a reporting driver (Twilio) does.
     indexed: bool = False
 
+    @property
+    def events(self) -> int:
+        return len(self.times())
+
     def times(self) -> list[datetime]:
         """When each event happened: queued at ``created_at``, the driver's outcome (and
         the index) 5 ms later, a delivery report 2 s after that."""
