@@ -17,7 +17,7 @@ LIST_FILTERS: tuple[tuple[str, str], ...] = (
 )
 #: The webhook measure needs one seeded message per report; this bounds the rate it can
 #: measure without reusing a report (which would then change nothing).
-WEBHOOK_MAX_RATE = 4000
+WEBHOOK_MAX_RATE = 3000
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ Install it, then run the benchmark again:
     Fedora:         sudo dnf install wrk
     macOS:          brew install wrk
     from source:    git clone https://github.com/wg/wrk && make -C wrk && cp wrk/wrk /usr/local/bin/
-(`python -m bench --only store` measures the projection without HTTP and needs no wrk.)"""
+(`make bench ARGS="--only projection"` measures the projection without HTTP and needs no wrk.)"""
 
 
 class WrkMissing(RuntimeError):
