@@ -112,6 +112,7 @@ def _sends(config: Config, mine: Target, theirs: Target, rss: RssSampler) -> lis
     for clients in config.clients:
         measured: dict[str, list[LoadResult]] = {"crud": [], "sync": [], "async": [], "batch": []}
         drains: list[float] = []
+        drain_problems: list[str] = []
         lags: list[float] = []
         lag_failures = 0
         for round_number in range(config.rounds):
@@ -143,8 +144,13 @@ def _sends(config: Config, mine: Target, theirs: Target, rss: RssSampler) -> lis
                     )
                 )
                 if name == "async" and result.items:
-                    drained = probes.wait_drained(_conninfo(mine))
-                    drains.append(result.items / (drained - started))
+                    try:
+                        drained = probes.wait_drained(_conninfo(mine))
+                    except TimeoutError as error:
+                        drain_problems.append(str(error))
+                    else:
+                        drains.append(result.items / (drained - started))
+                    probes.wait_projected(_conninfo(mine))
                 elif name != "crud":
                     probes.wait_projected(_conninfo(mine))
                 (mine if name != "crud" else theirs).server.check_alive()
@@ -164,15 +170,16 @@ def _sends(config: Config, mine: Target, theirs: Target, rss: RssSampler) -> lis
                 row.conversa = _figure(measured[mode])
                 row.note = _failure_note(measured[mode])
             rows.append(row)
-            if mode == "async" and available[mode].available and drains:
+            if mode == "async" and available[mode].available:
                 rows.append(
                     Row(
                         key=f"sends.async_drain.c{clients}",
                         label=f"respond-async accepted and sent, {_clients(clients)}",
                         unit="msgs/s",
-                        conversa=Figure.of_rounds(drains),
+                        conversa=Figure.of_rounds(drains) if drains else None,
                         baseline=baseline,
                         baseline_label="CRUD send",
+                        note="; ".join(drain_problems),
                     )
                 )
         if clients == config.lag_clients:
@@ -357,6 +364,7 @@ def _figure(results: list[LoadResult]) -> Figure:
         [r.p50_ms for r in results],
         [r.p99_ms for r in results],
         requests=[r.requests for r in results],
+        items=[r.items for r in results],
         failures=[r.failures for r in results],
     )
 
