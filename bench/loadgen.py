@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,3 +150,41 @@ def _parse(raw: dict[str, object]) -> LoadResult:
         errors={str(kind): int(n) for kind, n in errors.items()},
         used=used,
     )
+
+
+class ReplayFile:
+    """Requests prepared beforehand (``path<TAB>signature<TAB>body`` lines) for
+    ``replay.lua``, each used once across runs: a run starts where the last one stopped.
+    ``reused`` says whether a run ran past the last line and started again."""
+
+    def __init__(self, path: Path, lines: Iterable[str]) -> None:
+        self.path = path
+        self.offsets: list[int] = []
+        position = 0
+        with path.open("wb") as out:
+            for line in lines:
+                data = line.encode()
+                self.offsets.append(position)
+                out.write(data)
+                position += len(data)
+        self.next_line = 0
+        self.reused = False
+
+    def run(self, url: str, *, connections: int, seconds: float) -> LoadResult:
+        threads = max(1, min(2, connections))
+        if self.next_line + threads > len(self.offsets):
+            self.next_line, self.reused = 0, True
+        offset = self.offsets[self.next_line]
+        result = run(
+            "replay",
+            url,
+            connections=connections,
+            seconds=seconds,
+            args=[str(self.path), str(offset), str(threads)],
+            threads=threads,
+        )
+        # Thread t took lines next+t, next+t+threads, ...: `used` of them at most.
+        self.next_line += threads * result.used
+        if self.next_line > len(self.offsets):
+            self.next_line, self.reused = len(self.offsets), True
+        return result

@@ -134,7 +134,7 @@ def _sends(config: Config, mine: Target, theirs: Target, rss: RssSampler) -> lis
                         result = _send_round(config, name, mine, theirs, clients)
                 measured[name].append(result)
                 config.log(
-                    f"[sends] {clients} clients, round {round_number + 1}/{config.rounds}: "
+                    f"[sends] {_clients(clients)}, round {round_number + 1}/{config.rounds}: "
                     f"{_describe(name, config)} {result.rate:,.0f} msgs/s, "
                     f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms"
                     + (
@@ -253,47 +253,49 @@ def _webhooks(
     with bootstrap(settings) as service:
         seed.EventCopier(service.app, _conninfo(mine)).copy(specs)
     account = "AC" + secrets.token_hex(16)
-    mine_file = log_dir / "conversa-reports.tsv"
-    with mine_file.open("w") as out:
-        for spec in specs:
-            path = f"/conversa/webhooks/twilio?message_id={spec.id}"
-            out.write(
+    replays = {
+        "conversa": loadgen.ReplayFile(
+            log_dir / "conversa-reports.tsv",
+            (
                 _signed_line(
-                    mine.server.url, path, twilio_token, account, spec.provider_message_id, spec.to
+                    mine.server.url,
+                    f"/conversa/webhooks/twilio?message_id={spec.id}",
+                    twilio_token,
+                    account,
+                    spec.provider_message_id,
+                    spec.to,
                 )
-            )
-    theirs_file = log_dir / "crud-reports.tsv"
-    with theirs_file.open("w") as out:
-        for n, message_id in enumerate(crud_baseline.seed_sent(crud_url, count)):
-            path = f"/reports?message_id={message_id}"
-            sid = f"SM{uuid.uuid4().hex}"
-            out.write(
-                _signed_line(theirs.server.url, path, twilio_token, account, sid, seed.recipient(n))
-            )
+                for spec in specs
+            ),
+        ),
+        "crud": loadgen.ReplayFile(
+            log_dir / "crud-reports.tsv",
+            (
+                _signed_line(
+                    theirs.server.url,
+                    f"/reports?message_id={message_id}",
+                    twilio_token,
+                    account,
+                    f"SM{uuid.uuid4().hex}",
+                    seed.recipient(n),
+                )
+                for n, message_id in enumerate(crud_baseline.seed_sent(crud_url, count))
+            ),
+        ),
+    }
     del specs
     waited = probes.wait_projected(_conninfo(mine))
     config.log(f"[webhooks] the worker projected the seeded messages in {waited:.0f} s")
     clients = config.webhook_clients
-    offsets = {"conversa": 0, "crud": 0}
     measured: dict[str, list[LoadResult]] = {"conversa": [], "crud": []}
-    reused = False
     for round_number in range(config.rounds):
         order = ["crud", "conversa"] if round_number % 2 == 0 else ["conversa", "crud"]
         for name in order:
-            target, requests = (mine, mine_file) if name == "conversa" else (theirs, theirs_file)
-            threads = max(1, min(2, clients))
+            target = mine if name == "conversa" else theirs
             with rss.sampling():
-                result = loadgen.run(
-                    "replay",
-                    target.server.url,
-                    connections=clients,
-                    seconds=config.seconds,
-                    args=[str(requests), str(offsets[name]), str(threads)],
-                    threads=threads,
+                result = replays[name].run(
+                    target.server.url, connections=clients, seconds=config.seconds
                 )
-            consumed = threads * result.used
-            reused |= offsets[name] + consumed > count
-            offsets[name] += consumed
             measured[name].append(result)
             config.log(
                 f"[webhooks] round {round_number + 1}/{config.rounds}: {name} "
@@ -312,7 +314,7 @@ def _webhooks(
         note=_failure_note(measured["conversa"]),
     )
     notes = [row.note] if row.note else []
-    if reused:
+    if any(replay.reused for replay in replays.values()):
         notes.append(f"more than the {count:,} seeded reports were needed: some were sent twice")
     else:
         # Every report answered 200 must have moved its message to delivered.

@@ -23,11 +23,19 @@ BASE = "http://testserver"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture
-def database() -> Iterator[str]:
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[str]:
     with scratch_database() as url:
-        crud_baseline.migrate(url)
         yield url
+
+
+@pytest.fixture
+def database(scratch: str) -> str:
+    """The module's database with an empty table."""
+    with psycopg.connect(scratch, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS messages")
+    crud_baseline.migrate(scratch)
+    return scratch
 
 
 Client = Callable[..., httpx.Response]

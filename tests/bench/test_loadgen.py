@@ -122,18 +122,34 @@ def test_a_batch_counts_its_accepted_items_and_keys_them_all(server: Recorder) -
 
 
 def test_replayed_requests_are_used_once_across_runs(server: Recorder, tmp_path: Path) -> None:
-    lines = tmp_path / "requests.tsv"
-    lines.write_text("".join(f"/hook?n={n}\tsig{n}\tbody={n}\n" for n in range(100_000)))
-
-    first = loadgen.run("replay", server.url, connections=2, seconds=1, args=[str(lines), "0", "2"])
-    offset = 2 * first.used
-    second = loadgen.run(
-        "replay", server.url, connections=2, seconds=1, args=[str(lines), str(offset), "2"]
+    replay = loadgen.ReplayFile(
+        tmp_path / "requests.tsv", (f"/hook?n={n}\tsig{n}\tbody={n}\n" for n in range(20_000))
     )
 
+    first = replay.run(server.url, connections=2, seconds=1)
+    second = replay.run(server.url, connections=2, seconds=1)
+
     paths = [path for path, _h, _b in server.requests]
-    assert len(paths) == len(set(paths)) >= first.requests + second.requests
+    assert len(paths) == len(set(paths)) >= first.requests + second.requests > 0
     assert {h["x-twilio-signature"] for p, h, _b in server.requests} == {
         "sig" + p.split("=")[1] for p in paths
     }
+    assert {body for _p, _h, body in server.requests} == {
+        b"body=" + p.split("=")[1].encode() for p in paths
+    }
     assert first.items == first.requests and second.items == second.requests
+    assert not replay.reused
+
+
+def test_a_replay_past_the_last_request_starts_again_and_says_so(
+    server: Recorder, tmp_path: Path
+) -> None:
+    replay = loadgen.ReplayFile(
+        tmp_path / "requests.tsv", (f"/hook?n={n}\tsig\tbody\n" for n in range(10))
+    )
+
+    result = replay.run(server.url, connections=2, seconds=1)
+
+    assert result.requests > 10
+    assert {path for path, _h, _b in server.requests} == {f"/hook?n={n}" for n in range(10)}
+    assert replay.reused

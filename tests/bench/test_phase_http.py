@@ -94,7 +94,7 @@ def config() -> Config:
     return Config(
         quick=True,
         seconds=1,
-        rounds=2,
+        rounds=1,
         clients=(2,),
         webhook_clients=2,
         lag_clients=999,  # no lag probe: the fake's messages never reach a read model
