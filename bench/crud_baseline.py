@@ -364,6 +364,31 @@ def seed_list(url: str, count: int) -> None:
         conn.execute("VACUUM ANALYZE messages")
 
 
+def _keep_tcp_nodelay() -> None:
+    """Work around uvicorn#3149: with ``--workers N`` uvicorn binds the listening socket
+    with ``proto`` 0, accepted sockets inherit it, and asyncio then leaves Nagle's
+    algorithm on, so a keep-alive response sent in two writes (head, then body) waits for
+    the client's delayed ACK, about 40 ms on Linux. Re-wrapping the socket with
+    ``IPPROTO_TCP`` (what uvicorn's pending fix does) restores TCP_NODELAY. ``conversa
+    serve`` has the problem too; see bench/README.md."""
+    import socket
+
+    from uvicorn.config import Config
+
+    bind = Config.bind_socket
+
+    def bind_socket(config: Config) -> socket.socket:
+        sock = bind(config)
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.proto:
+            return sock
+        family, kind = sock.family, sock.type
+        fixed = socket.socket(family, kind, socket.IPPROTO_TCP, fileno=sock.detach())
+        fixed.set_inheritable(True)
+        return fixed
+
+    Config.bind_socket = bind_socket  # type: ignore[method-assign,assignment]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.crud_baseline", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -381,6 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     import uvicorn
 
+    _keep_tcp_nodelay()
     uvicorn.run(
         "bench.crud_baseline:create_app",
         factory=True,

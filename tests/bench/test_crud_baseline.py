@@ -172,3 +172,36 @@ def test_the_list_pages_filters_and_counts(client: Client, database: str) -> Non
     assert {m["status"] for m in delivered["data"]} == {"delivered"}
     assert one_number["meta"]["total"] == 1
     assert one_number["data"][0]["recipient"] == "+12025550007"
+
+
+def test_the_baseline_keeps_tcp_nodelay_with_several_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn#3149: the socket ``--workers N`` binds must say IPPROTO_TCP, or asyncio
+    leaves Nagle on for every connection it accepts."""
+    import socket
+
+    from uvicorn.config import Config
+
+    monkeypatch.setattr(Config, "bind_socket", Config.bind_socket)  # restored afterwards
+    crud_baseline._keep_tcp_nodelay()
+    listener = Config(app=crud_baseline.create_app, host="127.0.0.1", port=0).bind_socket()
+
+    async def accepted_nodelay() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        async with server:
+            _reader, writer = await asyncio.open_connection(*listener.getsockname())
+            result = await asyncio.wait_for(accepted, 10)
+            writer.close()
+            return result
+
+    with listener:
+        assert listener.proto == socket.IPPROTO_TCP
+        assert asyncio.run(accepted_nodelay()) != 0
