@@ -57,11 +57,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install
+bench: install  ## Conversa against a CRUD baseline in the same run (bench/README.md); ARGS=--quick
 	scripts/ensure-postgres
-	$(BIN)/python -m bench.send
-	$(BIN)/python -m bench.rebuild
-	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
