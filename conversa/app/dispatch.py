@@ -41,6 +41,7 @@ from conversa.app.telemetry import (
     Telemetry,
 )
 from conversa.app.unfinished import UnfinishedSends
+from conversa.app.writer import Writer
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content
 from conversa.domain.message import Message
@@ -59,6 +60,7 @@ class Dispatcher:
         self,
         *,
         app: ConversaApp,
+        writer: Writer,
         view: MessagesView,
         drivers: Mapping[Channel, Driver],
         payloads: PayloadStore,
@@ -68,6 +70,7 @@ class Dispatcher:
         telemetry: Telemetry | None = None,
     ) -> None:
         self.app = app
+        self.writer = writer
         self.view = view
         self.drivers = drivers
         self.payloads = payloads
@@ -124,7 +127,7 @@ class Dispatcher:
                 return []
             return self._apply(message, result, now, driver)
 
-        recorded = update_message(self.app, message_id, command)
+        recorded = update_message(self.app, self.writer, message_id, command)
         if recorded.status is not Status.QUEUED and recorded.content is None:
             # The content waited in the payload store; not needed now. If the database
             # is gone again, the purge of expired payloads deletes it later.
@@ -250,13 +253,13 @@ class Dispatcher:
         if not message.claim_attempt(now, now + self.lease):
             return False  # the read model was behind: already sent, failed or claimed
         try:
-            self.app.save(message)
+            self.writer.save(message)
         except IntegrityError:
             return False  # another dispatcher (or a report) changed it first
         log.info("claimed attempt %d of message_id=%s", message.attempts + 1, message.id)
         content = message.content or self.payloads.get(message.id)
         if content is None:
-            update_message(self.app, message.id, _payload_expired)
+            update_message(self.app, self.writer, message.id, _payload_expired)
             return False
         self.attempt(message, content)
         return True

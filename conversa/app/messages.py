@@ -10,6 +10,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
+from conversa.app.writer import Writer
 from conversa.domain.message import Message
 
 #: How often an outcome is re-applied when a status report changed the message meanwhile.
@@ -33,6 +34,7 @@ def load_message(app: ConversaApp, message_id: UUID) -> Message:
 
 def update_message(
     app: ConversaApp,
+    writer: Writer,
     message_id: UUID,
     command: Callable[[Message], Iterable[Aggregate] | None],
 ) -> Message:
@@ -43,7 +45,7 @@ def update_message(
         message = load_message(app, message_id)
         others = command(message) or ()
         try:
-            app.save(message, *others)
+            writer.save(message, *others)
         except IntegrityError:
             continue
         return message

@@ -17,6 +17,7 @@ from eventsourcing.utils import get_topic
 from conversa.app.application import ConversaApp
 from conversa.app.messages import MAX_CONFLICT_RETRIES, MessageNotFound, load_message
 from conversa.app.reports import ReportOutcome, StatusReport
+from conversa.app.writer import Writer
 from conversa.domain.message import Message
 from conversa.domain.provider_message import ProviderMessage, provider_message_id_for
 from conversa.domain.status import Status
@@ -84,9 +85,16 @@ def link_sent(app: ConversaApp, message: Message, provider: str) -> ProviderMess
 
 
 class Reporter:
-    def __init__(self, app: ConversaApp, *, parked_window: timedelta = timedelta(hours=24)) -> None:
+    def __init__(
+        self,
+        app: ConversaApp,
+        writer: Writer,
+        *,
+        parked_window: timedelta = timedelta(hours=24),
+    ) -> None:
         """``parked_window``: how long a report for an unclaimed provider id is kept."""
         self.app = app
+        self.writer = writer
         self.parked_window = parked_window
         # What expire_parked() has read of the store: the indexes with parked reports, and
         # when the oldest of each was parked. The indexes themselves are the truth.
@@ -114,7 +122,7 @@ class Reporter:
                 index = ProviderMessage.open(report.provider, report.provider_message_id, None)
             index.park(report_fields(report))
             try:
-                self.app.save(index)
+                self.writer.save(index)
             except IntegrityError:
                 continue  # the Sent that links it landed meanwhile, or another report
             log.info(
@@ -133,7 +141,7 @@ class Reporter:
             if not apply_fields(message, fields, report.provider_message_id):
                 return ReportOutcome.UNCHANGED
             try:
-                self.app.save(message)
+                self.writer.save(message)
             except IntegrityError:
                 continue  # a concurrent report or outcome: decide again on the new version
             return ReportOutcome.APPLIED
@@ -217,7 +225,7 @@ class Reporter:
             count = index.expire(cutoff)
             if count:
                 try:
-                    self.app.save(index)
+                    self.writer.save(index)
                 except IntegrityError:
                     continue  # its Sent (or another report) landed meanwhile: look again
             oldest = index.oldest_parked_at

@@ -41,6 +41,7 @@ from conversa.app.settings import Settings
 from conversa.app.subscribers import Handler, Subscription
 from conversa.app.telemetry import NoTelemetry, Telemetry
 from conversa.app.tokens import TokenService
+from conversa.app.writer import DirectWriter, Writer
 from conversa.domain.channel import Channel
 from conversa.domain.content import Body, Content, parse_content
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
@@ -82,9 +83,12 @@ class ConversaService:
         clock: Callable[[], datetime] | None = None,
         jitter: Callable[[float], float] | None = None,
         telemetry: Telemetry | None = None,
+        writer: Writer | None = None,
     ) -> None:
         self.settings = settings
         self.app = app
+        #: Every write of the request paths goes through it (see :mod:`conversa.app.writer`).
+        self.writer: Writer = writer or DirectWriter(app)
         self.view = view
         self.drivers = dict(drivers)
         self.backend = backend
@@ -93,7 +97,9 @@ class ConversaService:
         self.telemetry: Telemetry = telemetry or NoTelemetry()
         self._on_close = on_close  # closes the HTTP clients bootstrap opened
         self.tokens = TokenService(app)
-        self.reporter = Reporter(app, parked_window=timedelta(hours=settings.parked_report_hours))
+        self.reporter = Reporter(
+            app, self.writer, parked_window=timedelta(hours=settings.parked_report_hours)
+        )
         self.channels = ChannelManager()
         self.channels.register_channel(MessageChannel(self, "sms"))
         self.channels.register_channel(MessageChannel(self, "whatsapp"))
@@ -113,6 +119,7 @@ class ConversaService:
         self.payload_window = policy.window(settings.attempt_lease_seconds)
         self.dispatcher = Dispatcher(
             app=app,
+            writer=self.writer,
             view=view,
             drivers=self.drivers,
             payloads=payloads,
@@ -182,7 +189,7 @@ class ConversaService:
             nonce=nonce,
         )
         try:
-            self.app.save(message)
+            self.writer.save(message)
         except DATABASE_OUTAGE:
             # Perhaps committed, perhaps not: the caller hears 503, and if the message
             # turns out to be stored, this process attempts it once the database is back.

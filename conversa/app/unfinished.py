@@ -159,7 +159,7 @@ class UnfinishedSends:
         if not message.take_over_first_attempt(entry.nonce, now + dispatcher.lease):
             return  # another request recorded it, or someone acted on it already
         try:
-            dispatcher.app.save(message)
+            dispatcher.writer.save(message)
         except IntegrityError:
             return  # a dispatcher (or a report) got there first
         log.info("attempting message_id=%s, recorded before an outage", entry.message_id)
