@@ -8,6 +8,10 @@ RUNTIME_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The suite mostly waits (servers starting, providers answering, outages passing), so it
+# runs in 4 processes even on 2 cores; TEST_PROCESSES=0 runs it in this one.
+TEST_PROCESSES ?= 4
+PYTEST := $(BIN)/pytest -n $(TEST_PROCESSES)
 
 .PHONY: install install-runtime run test test-unit test-integration test-e2e lint format bench clean
 
@@ -34,19 +38,19 @@ run: install-runtime  ## migrate the embedded SQLite store and serve the API on 
 test: install  ## the whole suite, against real PostgreSQL, SQLite and Redis
 	scripts/ensure-postgres
 	scripts/ensure-redis
-	$(BIN)/pytest
+	$(PYTEST)
 
 test-unit: install
-	$(BIN)/pytest tests/unit
+	$(PYTEST) tests/unit
 
 test-integration: install
 	scripts/ensure-postgres
-	$(BIN)/pytest tests/integration
+	$(PYTEST) tests/integration
 
 test-e2e: install
 	scripts/ensure-postgres
 	scripts/ensure-redis
-	$(BIN)/pytest tests/e2e
+	$(PYTEST) tests/e2e
 
 lint: install
 	$(BIN)/ruff check .
