@@ -229,7 +229,9 @@ def projection() -> None:
 @projection.command()
 @click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1, 100_000))
 def rebuild(batch_size: int) -> None:
-    """Empty conversa_messages and replay every event into it."""
+    """Rebuild conversa_messages from every event stored: a new table, filled and indexed
+    beside the old one, takes its place when complete (readers see the old one until then).
+    """
     settings = load_settings()
     with opened_service(settings) as service, service.backend.projection_lock() as acquired:
         if not acquired:
@@ -245,9 +247,7 @@ def rebuild(batch_size: int) -> None:
             transient=False,
         ) as progress:
             task = progress.add_task("events", total=head)
-            applied = projector.rebuild(
-                on_progress=lambda _n: progress.update(task, completed=projector.status().position)
-            )
+            applied = projector.rebuild(on_progress=lambda n: progress.advance(task, n))
             progress.update(task, completed=head)
         elapsed = time.perf_counter() - started
         rate = applied / elapsed if elapsed > 0 else 0.0

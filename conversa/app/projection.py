@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -63,100 +63,190 @@ class MessagePage:
     total: int
 
 
-def apply_event(row: MessageRow | None, event: object) -> MessageRow:
-    """The row after ``event``, given the row before it (None before ``Queued``)."""
+#: Each message event's kind, as the fold tells them apart (an event of another class of
+#: Message takes the kind of its nearest known base class, or "other").
+EVENT_KINDS: dict[type[Message.Event], str] = {
+    Message.Queued: "queued",
+    Message.AttemptStarted: "attempt_started",
+    Message.Retried: "retried",
+    Message.Sent: "sent",
+    Message.Delivered: "delivered",
+    Message.Read: "read",
+    Message.Failed: "failed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """What one event of a message says to its row, in plain values.
+
+    ``fields`` holds the event's attributes the fold reads, as plain values: ``to`` the
+    E.164 text, ``body`` and ``template`` (a dict) instead of the content object. They come
+    either from a domain event (:func:`facts_of_event`) or straight from its stored state
+    (:mod:`conversa.app.stored_facts`), which skips building value objects.
+    """
+
+    kind: str
+    message_id: UUID
+    version: int
+    timestamp: datetime
+    fields: Mapping[str, Any]
+
+
+def kind_of(cls: type) -> str:
+    for base in cls.__mro__:
+        kind = EVENT_KINDS.get(base)
+        if kind is not None:
+            return kind
+    return "other"
+
+
+def facts_of_event(event: object) -> EventFacts:
     if not isinstance(event, Message.Event):
         raise TypeError(f"not an event of a message: {type(event).__qualname__}")
-    if isinstance(event, Message.Queued):
-        if row is not None:
-            raise ProjectionOutOfSequence(f"message {event.originator_id} queued twice")
-        body = event.content.text if isinstance(event.content, Body) else None
-        template = (
-            {"name": event.content.name, "variables": list(event.content.variables)}
-            if isinstance(event.content, Template)
+    kind = kind_of(type(event))
+    fields: dict[str, Any] = dict(vars(event))
+    if kind == "queued":
+        content = fields.get("content")
+        fields["to"] = fields["to"].e164
+        fields["body"] = content.text if isinstance(content, Body) else None
+        fields["template"] = (
+            {"name": content.name, "variables": list(content.variables)}
+            if isinstance(content, Template)
             else None
         )
+    return EventFacts(kind, event.originator_id, event.originator_version, event.timestamp, fields)
+
+
+def apply_event(row: MessageRow | None, event: object) -> MessageRow:
+    """The row after ``event``, given the row before it (None before ``Queued``)."""
+    return apply_facts(row, facts_of_event(event))
+
+
+def apply_facts(row: MessageRow | None, facts: EventFacts) -> MessageRow:
+    """The row after the event ``facts`` describe, given the row before it."""
+    kind, fields = facts.kind, facts.fields
+    if kind == "queued":
+        if row is not None:
+            raise ProjectionOutOfSequence(f"message {facts.message_id} queued twice")
         return MessageRow(
-            id=event.originator_id,
-            channel=event.channel,
-            to=event.to.e164,
-            sender=event.sender,
-            driver=event.driver,
+            id=facts.message_id,
+            channel=fields["channel"],
+            to=fields["to"],
+            sender=fields["sender"],
+            driver=fields["driver"],
             status=Status.QUEUED.value,
-            body=body,
-            template=template,
+            body=fields["body"],
+            template=fields["template"],
             provider_message_id=None,
             attempts=0,
             error_code=None,
             error_message=None,
-            idempotency_key=event.idempotency_key,
-            meta=event.meta,
-            created_at=event.timestamp,
-            updated_at=event.timestamp,
-            version=event.originator_version,
-            next_attempt_at=event.next_attempt_at,
+            idempotency_key=fields["idempotency_key"],
+            meta=fields["meta"],
+            created_at=facts.timestamp,
+            updated_at=facts.timestamp,
+            version=facts.version,
+            next_attempt_at=fields["next_attempt_at"],
         )
-    if row is None or event.originator_version != row.version + 1:
+    if row is None or facts.version != row.version + 1:
         have = "nothing" if row is None else f"version {row.version}"
         raise ProjectionOutOfSequence(
-            f"message {event.originator_id}: event version {event.originator_version} after {have}"
+            f"message {facts.message_id}: event version {facts.version} after {have}"
         )
-    changes: dict[str, Any] = {"version": event.originator_version, "updated_at": event.timestamp}
+    changes: dict[str, Any] = {"version": facts.version, "updated_at": facts.timestamp}
     status = Status(row.status)
-    if isinstance(event, Message.AttemptStarted):
-        changes["next_attempt_at"] = event.lease_until
-    elif isinstance(event, Message.Retried):
+    if kind == "attempt_started":
+        changes["next_attempt_at"] = fields["lease_until"]
+    elif kind == "retried":
         changes.update(
             attempts=row.attempts + 1,
-            error_code=event.code,
-            error_message=event.message,
-            next_attempt_at=event.next_attempt_at,
+            error_code=fields["code"],
+            error_message=fields["message"],
+            next_attempt_at=fields["next_attempt_at"],
         )
-    elif isinstance(event, Message.Sent):
+    elif kind == "sent":
         changes.update(
-            provider_message_id=event.provider_message_id or row.provider_message_id,
-            attempts=row.attempts + (event.source == "driver"),
+            provider_message_id=fields["provider_message_id"] or row.provider_message_id,
+            attempts=row.attempts + (fields["source"] == "driver"),
         )
         status = status.merge(Status.SENT)
-    elif isinstance(event, Message.Delivered):
+    elif kind == "delivered":
         status = status.merge(Status.DELIVERED)
-    elif isinstance(event, Message.Read):
+    elif kind == "read":
         status = status.merge(Status.READ)
-    elif isinstance(event, Message.Failed):
+    elif kind == "failed":
         changes.update(
-            attempts=row.attempts + (event.source == "driver"),
-            error_code=event.code,
-            error_message=event.message,
+            attempts=row.attempts + (fields["source"] == "driver"),
+            error_code=fields["code"],
+            error_message=fields["message"],
         )
-        status = status.merge(Status(event.status))
+        status = status.merge(Status(fields["status"]))
     changes["status"] = status.value
     if status is not Status.QUEUED:
         changes["next_attempt_at"] = None
     return replace(row, **changes)
 
 
+#: The columns the read model keeps exact row counters by (every combination of their
+#: values that has rows), so that a list's ``total`` for these filters is a sum over a few
+#: counters instead of a count over the table. Adding a filter column (say ``direction``)
+#: is adding it here and to the counters table, then ``conversa projection rebuild``.
+COUNTED = ("channel", "status")
+
+
+def count_key(row: MessageRow) -> tuple[str, ...]:
+    """The row's counter: its values of :data:`COUNTED`."""
+    return (row.channel, row.status)
+
+
+@dataclass(slots=True)
+class RowChanges:
+    """What one batch of events does to the table, for :meth:`MessagesView.store`."""
+
+    #: Rows that were not in the table before the batch (the view refuses one that is).
+    created: list[MessageRow] = field(default_factory=list)
+    #: Rows that were in the table and stay, in their new state.
+    updated: list[MessageRow] = field(default_factory=list)
+    #: Rows that were in the table and go (``CONVERSA_LOG_MESSAGES=false``).
+    removed: list[UUID] = field(default_factory=list)
+    #: How each counter (:func:`count_key`) changes; no zero entries.
+    counts: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.created or self.updated or self.removed)
+
+
 class MessagesView(TrackingRecorder):
     """The read model's storage. Every write records its tracking position in the same
-    transaction, so a crash can neither apply an event twice nor skip one."""
+    transaction, so a crash can neither apply an event twice nor skip one; the counters
+    of :data:`COUNTED` move in that transaction too."""
 
     @abstractmethod
     def load(self, ids: Collection[UUID]) -> dict[UUID, MessageRow]:
         """The current rows of these messages (those that exist)."""
 
     @abstractmethod
-    def store(
-        self, rows: Sequence[MessageRow], tracking: Tracking, removed: Collection[UUID] = ()
-    ) -> None:
-        """Upsert ``rows``, delete the ``removed`` ones and move the position to
-        ``tracking``, atomically."""
+    def store(self, changes: RowChanges, tracking: Tracking) -> None:
+        """Apply ``changes`` (rows, counters) and move the position to ``tracking``,
+        atomically. Raise ``IntegrityError`` when the position is not ahead of the stored
+        one, ``ProjectionOutOfSequence`` when a created row exists already or an updated
+        or removed one does not."""
+
+    @abstractmethod
+    def stored_events(self, upto: int) -> Iterator[StoredRecord]:
+        """Every stored event with a notification id up to ``upto``, of every aggregate,
+        grouped by aggregate and in version order within each (what a rebuild folds)."""
+
+    @abstractmethod
+    def replace_all(self, rows: Iterable[MessageRow], tracking: Tracking | None) -> int:
+        """Make ``rows`` the whole table, the counters theirs and the position
+        ``tracking`` (none: forget it), atomically; return how many rows. Until the
+        change commits, readers see the table as it was."""
 
     @abstractmethod
     def due(self, now: datetime, limit: int) -> list[UUID]:
         """Messages whose next attempt is due, earliest first (served by an index)."""
-
-    @abstractmethod
-    def reset(self, application_name: str) -> None:
-        """Empty the table and forget the position, atomically."""
 
     @abstractmethod
     def get(self, message_id: UUID) -> MessageRow | None: ...
@@ -166,5 +256,19 @@ class MessagesView(TrackingRecorder):
         """Rows matching the filters, newest first, one page of them, and the total."""
 
     @abstractmethod
+    def counters(self) -> dict[tuple[str, ...], int]:
+        """The stored counters (non-zero ones), by :func:`count_key`."""
+
+    @abstractmethod
     def all_rows(self) -> list[MessageRow]:
         """Every row, ordered by id (for comparisons and exports)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A stored event as read for a rebuild: not decoded."""
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from conversa.app.projection import MessageQuery, MessageRow
+from conversa.app.projection import COUNTED, MessageQuery, MessageRow
 
 TABLE = "conversa_messages"
 
@@ -35,11 +35,38 @@ INDEXES = {
     "conversa_messages_newest_idx": "created_at DESC, id DESC",
     "conversa_messages_status_idx": "status, created_at DESC, id DESC",
     "conversa_messages_channel_idx": "channel, created_at DESC, id DESC",
+    # Both counted filters at once: a rare combination (failed on whatsapp) would
+    # otherwise walk many rows of the status index to fill a page.
+    "conversa_messages_channel_status_idx": "channel, status, created_at DESC, id DESC",
     "conversa_messages_recipient_idx": "recipient, created_at DESC, id DESC",
 }
 #: The dispatcher's scan for due attempts; only messages still waiting have a time.
 DUE_INDEX = "conversa_messages_due_idx"
 DUE_INDEX_COLUMNS = "next_attempt_at) WHERE (next_attempt_at IS NOT NULL"
+
+
+#: Exact row counters by the columns of :data:`~conversa.app.projection.COUNTED`.
+COUNTS_TABLE = "conversa_messages_counts"
+#: The columns a row's later events can change; the others are fixed by ``Queued``.
+MUTABLE = (
+    "status",
+    "provider_message_id",
+    "attempts",
+    "error_code",
+    "error_message",
+    "updated_at",
+    "version",
+    "next_attempt_at",
+)
+
+
+def counted_filters(query: MessageQuery) -> dict[str, str] | None:
+    """The query's filters when the counters can answer its total (all are counted
+    columns), else None (a ``to`` filter: count the rows over its index)."""
+    filters = query_filters(query)
+    if set(filters) <= set(COUNTED):
+        return filters
+    return None
 
 
 def row_params(row: MessageRow) -> dict[str, Any]:

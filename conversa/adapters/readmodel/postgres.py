@@ -1,106 +1,282 @@
-"""``conversa_messages`` on PostgreSQL, written with its tracking position in one transaction."""
+"""``conversa_messages`` on PostgreSQL, written with its counters and its tracking position
+in one transaction.
+
+A batch of events is one transaction of a few statements whatever its size: the new rows
+in one ``INSERT ... SELECT FROM unnest(...)``, the changed ones in one ``UPDATE ... FROM
+unnest(...)`` of the columns events change, the counters in one upsert. A rebuild COPYs
+every row into a new table, indexes it, and swaps it for the old one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg.sql import SQL, Composed, Identifier, Placeholder
+from psycopg import Cursor
+from psycopg.rows import DictRow, tuple_row
+from psycopg.sql import SQL, Composable, Composed, Identifier, Placeholder
 from psycopg.types.json import Jsonb
 
 from conversa.adapters.readmodel.columns import (
     COLUMNS,
+    COUNTS_TABLE,
     DUE_INDEX,
     DUE_INDEX_COLUMNS,
     INDEXES,
+    MUTABLE,
     TABLE,
+    counted_filters,
     query_filters,
     row_from_record,
-    row_params,
 )
-from conversa.app.projection import MessagePage, MessageQuery, MessageRow, MessagesView
+from conversa.app.application import ConversaApp
+from conversa.app.projection import (
+    COUNTED,
+    MessagePage,
+    MessageQuery,
+    MessageRow,
+    MessagesView,
+    ProjectionOutOfSequence,
+    RowChanges,
+    StoredRecord,
+)
 
 TRACKING_TABLE = "conversa_messages_tracking"
+EVENTS_TABLE = f"{ConversaApp.name}_events"
+#: The table a rebuild fills before it takes the place of ``conversa_messages``.
+REBUILD_TABLE = f"{TABLE}_rebuild"
+#: Rows fetched per round trip when a rebuild reads the event store.
+READ_CHUNK = 10_000
 
-CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS {table} (
-    id uuid PRIMARY KEY,
-    channel text NOT NULL,
-    recipient text NOT NULL,
-    sender text,
-    driver text NOT NULL,
-    status text NOT NULL,
-    body text,
-    template jsonb,
-    provider_message_id text,
-    attempts integer NOT NULL,
-    error_code text,
-    error_message text,
-    idempotency_key text,
-    meta jsonb NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    version integer NOT NULL,
-    next_attempt_at timestamptz
-)
-"""
+TYPES = {
+    "id": "uuid",
+    "channel": "text",
+    "recipient": "text",
+    "sender": "text",
+    "driver": "text",
+    "status": "text",
+    "body": "text",
+    "template": "jsonb",
+    "provider_message_id": "text",
+    "attempts": "integer",
+    "error_code": "text",
+    "error_message": "text",
+    "idempotency_key": "text",
+    "meta": "jsonb",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "version": "integer",
+    "next_attempt_at": "timestamptz",
+}
+NOT_NULL = {
+    "id",
+    "channel",
+    "recipient",
+    "driver",
+    "status",
+    "attempts",
+    "meta",
+    "created_at",
+    "updated_at",
+    "version",
+}
+
+
+def _create_table(*, primary_key: bool) -> str:
+    columns = [
+        f"{name} {TYPES[name]}"
+        + (" PRIMARY KEY" if name == "id" and primary_key else "")
+        + (" NOT NULL" if name in NOT_NULL and not (name == "id" and primary_key) else "")
+        for name in COLUMNS
+    ]
+    return "CREATE TABLE IF NOT EXISTS {table} (\n    " + ",\n    ".join(columns) + "\n)"
+
+
 # Tables made by an earlier version lack the columns added since.
 UPGRADES = ("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz",)
+CREATE_COUNTS = (
+    "CREATE TABLE {counts} ("
+    + ", ".join(f"{c} text NOT NULL" for c in COUNTED)
+    + ", n bigint NOT NULL, PRIMARY KEY ("
+    + ", ".join(COUNTED)
+    + "))"
+)
+FILL_COUNTS = (
+    "INSERT INTO {counts} ("
+    + ", ".join(COUNTED)
+    + ", n) SELECT "
+    + ", ".join(COUNTED)
+    + ", count(*) FROM {table} GROUP BY "
+    + ", ".join(COUNTED)
+)
 
 
 class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         kwargs.setdefault("tracking_table_name", TRACKING_TABLE)
         super().__init__(datastore, **kwargs)
-        self.table = Identifier(self.datastore.schema, TABLE)
-        self.sql_create_statements.append(SQL(CREATE_TABLE).format(table=self.table))
+        schema = self.datastore.schema
+        self.table = Identifier(schema, TABLE)
+        self.counts = Identifier(schema, COUNTS_TABLE)
+        self.tracking = Identifier(schema, self.tracking_table_name)
+        self.events = Identifier(schema, EVENTS_TABLE)
+        self.sql_create_statements.append(
+            SQL(_create_table(primary_key=True)).format(table=self.table)
+        )
         for upgrade in UPGRADES:
             self.sql_create_statements.append(SQL(upgrade).format(table=self.table))
-        for name, columns in {**INDEXES, DUE_INDEX: DUE_INDEX_COLUMNS}.items():
-            self.sql_create_statements.append(
-                SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (" + columns + ")").format(
-                    name=Identifier(name), table=self.table
-                )
-            )
-        updates = SQL(", ").join(
-            SQL("{0} = EXCLUDED.{0}").format(Identifier(c)) for c in COLUMNS if c != "id"
+        self.sql_create_statements.extend(
+            _index(name, columns, self.table) for name, columns in _all_indexes().items()
         )
-        self.upsert = SQL(
-            "INSERT INTO {table} ({columns}) VALUES ({values}) "
-            "ON CONFLICT (id) DO UPDATE SET {updates}"
+        self.insert = SQL(
+            "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) "
+            "ON CONFLICT (id) DO NOTHING"
         ).format(
             table=self.table,
             columns=SQL(", ").join(map(Identifier, COLUMNS)),
-            values=SQL(", ").join(map(Placeholder, COLUMNS)),
-            updates=updates,
+            arrays=_arrays(COLUMNS),
+        )
+        self.update = SQL(
+            "UPDATE {table} AS t SET {set} FROM unnest({arrays}) AS u ({columns}) WHERE t.id = u.id"
+        ).format(
+            table=self.table,
+            set=SQL(", ").join(SQL("{0} = u.{0}").format(Identifier(c)) for c in MUTABLE),
+            arrays=_arrays(("id", *MUTABLE)),
+            columns=SQL(", ").join(map(Identifier, ("id", *MUTABLE))),
+        )
+        self.count = SQL(
+            "INSERT INTO {counts} ({columns}, n) SELECT * FROM unnest({arrays}, %s::bigint[]) "
+            "ON CONFLICT ({columns}) DO UPDATE SET n = {counts}.n + EXCLUDED.n"
+        ).format(
+            counts=self.counts,
+            columns=SQL(", ").join(map(Identifier, COUNTED)),
+            arrays=SQL(", ").join(SQL("%s::text[]") for _ in COUNTED),
         )
 
-    def load(self, ids: Collection[UUID]) -> dict[UUID, MessageRow]:
+    def create_table(self) -> None:
+        super().create_table()
+        # The counters start as the rows there are; made once, with writers kept out
+        # meanwhile (SHARE ROW EXCLUSIVE conflicts with itself: one migrate at a time).
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(self.table))
+            curs.execute(
+                "SELECT to_regclass(%s) AS found", (f'"{self.datastore.schema}"."{COUNTS_TABLE}"',)
+            )
+            found = curs.fetchone()
+            if found is None or found["found"] is None:
+                curs.execute(SQL(CREATE_COUNTS).format(counts=self.counts))
+                curs.execute(SQL(FILL_COUNTS).format(counts=self.counts, table=self.table))
+
+    def load(self, ids: Iterable[UUID]) -> dict[UUID, MessageRow]:
+        ids = list(ids)
         if not ids:
             return {}
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                SQL("SELECT * FROM {table} WHERE id = ANY(%s)").format(table=self.table),
-                (list(ids),),
+                SQL("SELECT * FROM {table} WHERE id = ANY(%s)").format(table=self.table), (ids,)
             )
             return {r.id: r for r in map(row_from_record, curs.fetchall())}
 
-    def store(
-        self, rows: Sequence[MessageRow], tracking: Tracking, removed: Collection[UUID] = ()
-    ) -> None:
+    def store(self, changes: RowChanges, tracking: Tracking) -> None:
         with self.datastore.transaction(commit=True) as curs:
             self._insert_tracking(curs, tracking)
-            if rows:
-                curs.executemany(self.upsert, [_adapt(row) for row in rows])
-            if removed:
+            if changes.created:
+                curs.execute(self.insert, _columns(changes.created, COLUMNS))
+                if curs.rowcount != len(changes.created):
+                    raise ProjectionOutOfSequence(
+                        f"{len(changes.created) - curs.rowcount} message(s) queued twice"
+                    )
+            if changes.updated:
+                curs.execute(self.update, _columns(changes.updated, ("id", *MUTABLE)))
+                _check_found(curs, len(changes.updated))
+            if changes.removed:
                 curs.execute(
                     SQL("DELETE FROM {table} WHERE id = ANY(%s)").format(table=self.table),
-                    (list(removed),),
+                    (changes.removed,),
                 )
+                _check_found(curs, len(changes.removed))
+            if changes.counts:
+                keys = list(changes.counts)
+                curs.execute(
+                    self.count,
+                    [
+                        *([key[i] for key in keys] for i in range(len(COUNTED))),
+                        list(changes.counts.values()),
+                    ],
+                )
+
+    def stored_events(self, upto: int) -> Iterator[StoredRecord]:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(force_rollback=True),
+            conn.cursor(name="conversa_rebuild", row_factory=tuple_row) as cursor,
+        ):
+            cursor.itersize = READ_CHUNK
+            cursor.execute(
+                SQL(
+                    "SELECT originator_id, originator_version, topic, state FROM {events} "
+                    "WHERE notification_id <= %s ORDER BY originator_id, originator_version"
+                ).format(events=self.events),
+                (upto,),
+            )
+            for originator_id, version, topic, state in cursor:
+                yield StoredRecord(originator_id, version, topic, bytes(state))
+
+    def replace_all(self, rows: Iterable[MessageRow], tracking: Tracking | None) -> int:
+        new = Identifier(self.datastore.schema, REBUILD_TABLE)
+        written = 0
+        with self.datastore.transaction(commit=True) as curs:
+            # Building the indexes after the rows are in is several times faster than
+            # keeping them up to date row by row; more memory makes each build one pass.
+            curs.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            curs.execute(SQL("DROP TABLE IF EXISTS {}").format(new))
+            curs.execute(SQL(_create_table(primary_key=False)).format(table=new))
+            with curs.copy(
+                SQL("COPY {table} ({columns}) FROM STDIN").format(
+                    table=new, columns=SQL(", ").join(map(Identifier, COLUMNS))
+                )
+            ) as copy:
+                for row in rows:
+                    copy.write_row(_copy_values(row))
+                    written += 1
+            curs.execute(
+                SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (id)").format(
+                    new, Identifier(f"{REBUILD_TABLE}_pkey")
+                )
+            )
+            for name, columns in _all_indexes().items():
+                curs.execute(_index(f"{name}_rebuild", columns, new))
+            # The swap: readers wait for it (briefly) and then read the new table.
+            curs.execute(SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self.table))
+            curs.execute(SQL("DROP TABLE {}").format(self.table))
+            curs.execute(SQL("ALTER TABLE {} RENAME TO {}").format(new, Identifier(TABLE)))
+            curs.execute(
+                SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+                    self.table, Identifier(f"{REBUILD_TABLE}_pkey"), Identifier(f"{TABLE}_pkey")
+                )
+            )
+            for name in _all_indexes():
+                curs.execute(
+                    SQL("ALTER INDEX {} RENAME TO {}").format(
+                        Identifier(self.datastore.schema, f"{name}_rebuild"), Identifier(name)
+                    )
+                )
+            curs.execute(SQL("DELETE FROM {}").format(self.counts))
+            curs.execute(SQL(FILL_COUNTS).format(counts=self.counts, table=self.table))
+            curs.execute(
+                SQL("DELETE FROM {tracking} WHERE application_name = %s").format(
+                    tracking=self.tracking
+                ),
+                (ConversaApp.name if tracking is None else tracking.application_name,),
+            )
+            if tracking is not None:
+                self._insert_tracking(curs, tracking)
+        return written
 
     def due(self, now: datetime, limit: int) -> list[UUID]:
         with self.datastore.transaction(commit=False) as curs:
@@ -113,16 +289,6 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             )
             return [record["id"] for record in curs.fetchall()]
 
-    def reset(self, application_name: str) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                SQL("DELETE FROM {tracking} WHERE application_name = %s").format(
-                    tracking=Identifier(self.datastore.schema, self.tracking_table_name)
-                ),
-                (application_name,),
-            )
-            curs.execute(SQL("TRUNCATE {table}").format(table=self.table))
-
     def get(self, message_id: UUID) -> MessageRow | None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
@@ -133,11 +299,6 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
 
     def query(self, query: MessageQuery) -> MessagePage:
         filters = query_filters(query)
-        where: Composed | SQL = SQL("")
-        if filters:
-            where = SQL(" WHERE ") + SQL(" AND ").join(
-                SQL("{} = {}").format(Identifier(c), Placeholder(c)) for c in filters
-            )
         params: dict[str, Any] = {
             **filters,
             "limit": query.per_page,
@@ -146,16 +307,34 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
                 SQL("SELECT * FROM {table}").format(table=self.table)
-                + where
+                + _where(filters)
                 + SQL(" ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"),
                 params,
             )
             rows = [row_from_record(r) for r in curs.fetchall()]
-            curs.execute(
-                SQL("SELECT count(*) AS n FROM {table}").format(table=self.table) + where, params
-            )
+            counted = counted_filters(query)
+            if counted is not None:
+                # The exact counters, kept with the rows: a sum over a few of them.
+                curs.execute(
+                    SQL("SELECT coalesce(sum(n), 0) AS n FROM {counts}").format(counts=self.counts)
+                    + _where(counted),
+                    params,
+                )
+            else:
+                # A recipient's messages: counted over the recipient index, which holds
+                # few rows per number.
+                curs.execute(
+                    SQL("SELECT count(*) AS n FROM {table}").format(table=self.table)
+                    + _where(filters),
+                    params,
+                )
             total = curs.fetchone()
         return MessagePage(rows=rows, total=int(total["n"]) if total else 0)
+
+    def counters(self) -> dict[tuple[str, ...], int]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT * FROM {counts} WHERE n <> 0").format(counts=self.counts))
+            return {tuple(r[c] for c in COUNTED): int(r["n"]) for r in curs.fetchall()}
 
     def all_rows(self) -> list[MessageRow]:
         with self.datastore.transaction(commit=False) as curs:
@@ -163,8 +342,80 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             return [row_from_record(r) for r in curs.fetchall()]
 
 
-def _adapt(row: MessageRow) -> dict[str, Any]:
-    params = row_params(row)
-    params["meta"] = Jsonb(params["meta"])
-    params["template"] = None if params["template"] is None else Jsonb(params["template"])
-    return params
+def _all_indexes() -> dict[str, str]:
+    return {**INDEXES, DUE_INDEX: DUE_INDEX_COLUMNS}
+
+
+def _index(name: str, columns: str, table: Identifier) -> Composed:
+    return SQL("CREATE INDEX IF NOT EXISTS {name} ON {table} (" + columns + ")").format(
+        name=Identifier(name), table=table
+    )
+
+
+def _arrays(columns: Sequence[str]) -> Composable:
+    return SQL(", ").join(SQL("%s::" + TYPES[c] + "[]") for c in columns)
+
+
+def _where(filters: dict[str, str]) -> Composable:
+    if not filters:
+        return SQL("")
+    return SQL(" WHERE ") + SQL(" AND ").join(
+        SQL("{} = {}").format(Identifier(c), Placeholder(c)) for c in filters
+    )
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+_GETTERS: dict[str, Callable[[MessageRow], Any]] = {
+    "recipient": lambda row: row.to,
+    "template": lambda row: _jsonb(row.template),
+    "meta": lambda row: _jsonb(row.meta),
+}
+
+
+def _columns(rows: Sequence[MessageRow], columns: Sequence[str]) -> list[list[Any]]:
+    """The rows' values column by column: one array parameter each."""
+    arrays = []
+    for column in columns:
+        getter = _GETTERS.get(column)
+        if getter is None:
+            arrays.append([getattr(row, column) for row in rows])
+        else:
+            arrays.append([getter(row) for row in rows])
+    return arrays
+
+
+def _copy_values(row: MessageRow) -> tuple[Any, ...]:
+    return (
+        row.id,
+        row.channel,
+        row.to,
+        row.sender,
+        row.driver,
+        row.status,
+        row.body,
+        None if row.template is None else _dumps(row.template),
+        row.provider_message_id,
+        row.attempts,
+        row.error_code,
+        row.error_message,
+        row.idempotency_key,
+        _dumps(row.meta),
+        row.created_at,
+        row.updated_at,
+        row.version,
+        row.next_attempt_at,
+    )
+
+
+def _check_found(curs: Cursor[DictRow], expected: int) -> None:
+    if curs.rowcount != expected:
+        raise ProjectionOutOfSequence(
+            f"{expected - curs.rowcount} message(s) changed by events have no row"
+        )

@@ -7,25 +7,40 @@ is its only user in this file.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
+import orjson
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
 from conversa.adapters.readmodel.columns import (
     COLUMNS,
+    COUNTS_TABLE,
     DUE_INDEX,
     DUE_INDEX_COLUMNS,
     INDEXES,
+    MUTABLE,
     TABLE,
+    counted_filters,
     query_filters,
     row_from_record,
     row_params,
 )
-from conversa.app.projection import MessagePage, MessageQuery, MessageRow, MessagesView
+from conversa.app.application import ConversaApp
+from conversa.app.projection import (
+    COUNTED,
+    MessagePage,
+    MessageQuery,
+    MessageRow,
+    MessagesView,
+    ProjectionOutOfSequence,
+    RowChanges,
+    StoredRecord,
+)
 
 CREATE_TABLE = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -50,14 +65,30 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 )
 """
 
-UPSERT = (
+INSERT = (
     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in COLUMNS)}) "
-    "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "id")
+    f"VALUES ({', '.join(':' + c for c in COLUMNS)}) ON CONFLICT (id) DO NOTHING"
 )
-
+UPDATE = f"UPDATE {TABLE} SET {', '.join(f'{c} = :{c}' for c in MUTABLE)} WHERE id = :id"
+CREATE_COUNTS = (
+    f"CREATE TABLE {COUNTS_TABLE} ("
+    + ", ".join(f"{c} TEXT NOT NULL" for c in COUNTED)
+    + f", n INTEGER NOT NULL, PRIMARY KEY ({', '.join(COUNTED)}))"
+)
+FILL_COUNTS = (
+    f"INSERT INTO {COUNTS_TABLE} ({', '.join(COUNTED)}, n) "
+    f"SELECT {', '.join(COUNTED)}, count(*) FROM {TABLE} GROUP BY {', '.join(COUNTED)}"
+)
+COUNT = (
+    f"INSERT INTO {COUNTS_TABLE} ({', '.join(COUNTED)}, n) "
+    f"VALUES ({', '.join('?' for _ in COUNTED)}, ?) "
+    f"ON CONFLICT ({', '.join(COUNTED)}) DO UPDATE SET n = n + excluded.n"
+)
+#: The event store's table (the library's fixed name on SQLite).
+EVENTS_TABLE = "stored_events"
 CHUNK = 500  # stays under SQLite's limit of bound parameters per statement
+#: Rows fetched at a time when a rebuild reads the event store.
+READ_CHUNK = 5000
 
 
 class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
@@ -79,6 +110,14 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             if present and "next_attempt_at" not in present:
                 curs.execute(f"ALTER TABLE {TABLE} ADD COLUMN next_attempt_at TEXT")
         super().create_table()
+        # The counters start as the rows there are; made once.
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (COUNTS_TABLE,)
+            )
+            if curs.fetchone() is None:
+                curs.execute(CREATE_COUNTS)
+                curs.execute(FILL_COUNTS)
 
     def load(self, ids: Collection[UUID]) -> dict[UUID, MessageRow]:
         keys = [str(i) for i in ids]
@@ -92,19 +131,66 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
                 found.update((r.id, r) for r in map(_row, curs.fetchall()))
         return found
 
-    def store(
-        self, rows: Sequence[MessageRow], tracking: Tracking, removed: Collection[UUID] = ()
-    ) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            self._insert_tracking(curs, tracking)
-            if rows:
-                curs.executemany(UPSERT, [_params(row) for row in rows])
-            keys = [str(i) for i in removed]
+    def store(self, changes: RowChanges, tracking: Tracking) -> None:
+        with self.datastore.transaction(commit=True) as cursor:
+            self._insert_tracking(cursor, tracking)
+            curs = _raw(cursor)
+            if changes.created:
+                curs.executemany(INSERT, [_params(row) for row in changes.created])
+                if curs.rowcount != len(changes.created):
+                    raise ProjectionOutOfSequence(
+                        f"{len(changes.created) - curs.rowcount} message(s) queued twice"
+                    )
+            if changes.updated:
+                curs.executemany(UPDATE, [_params(row) for row in changes.updated])
+                _check_found(curs.rowcount, len(changes.updated))
+            keys = [str(i) for i in changes.removed]
+            deleted = 0
             for start in range(0, len(keys), CHUNK):
                 chunk = keys[start : start + CHUNK]
                 curs.execute(
                     f"DELETE FROM {TABLE} WHERE id IN ({', '.join('?' * len(chunk))})", chunk
                 )
+                deleted += curs.rowcount
+            _check_found(deleted, len(keys))
+            if changes.counts:
+                curs.executemany(COUNT, [(*key, n) for key, n in changes.counts.items()])
+
+    def stored_events(self, upto: int) -> Iterator[StoredRecord]:
+        with self.datastore.transaction(commit=False) as cursor:
+            curs = _raw(cursor)
+            curs.execute(
+                "SELECT originator_id, originator_version, topic, state "
+                f"FROM {EVENTS_TABLE} WHERE rowid <= ? "
+                "ORDER BY originator_id, originator_version",
+                (upto,),
+            )
+            while records := curs.fetchmany(READ_CHUNK):
+                for originator_id, version, topic, state in records:
+                    yield StoredRecord(UUID(originator_id), version, topic, bytes(state))
+
+    def replace_all(self, rows: Iterable[MessageRow], tracking: Tracking | None) -> int:
+        written = 0
+
+        def params() -> Iterator[dict[str, Any]]:
+            nonlocal written
+            for row in rows:
+                written += 1
+                yield _params(row)
+
+        # One transaction: readers see the old rows until it commits (WAL).
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(f"DELETE FROM {TABLE}")
+            curs.executemany(INSERT, params())
+            curs.execute(f"DELETE FROM {COUNTS_TABLE}")
+            curs.execute(FILL_COUNTS)
+            curs.execute(
+                "DELETE FROM tracking WHERE application_name = ?",
+                (ConversaApp.name if tracking is None else tracking.application_name,),
+            )
+            if tracking is not None:
+                self._insert_tracking(curs, tracking)
+        return written
 
     def due(self, now: datetime, limit: int) -> list[UUID]:
         with self.datastore.transaction(commit=False) as curs:
@@ -115,11 +201,6 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             )
             return [UUID(record[0]) for record in curs.fetchall()]
 
-    def reset(self, application_name: str) -> None:
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute("DELETE FROM tracking WHERE application_name = ?", (application_name,))
-            curs.execute(f"DELETE FROM {TABLE}")
-
     def get(self, message_id: UUID) -> MessageRow | None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(f"SELECT * FROM {TABLE} WHERE id = ?", (str(message_id),))
@@ -128,7 +209,6 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
 
     def query(self, query: MessageQuery) -> MessagePage:
         filters = query_filters(query)
-        where = (" WHERE " + " AND ".join(f"{c} = :{c}" for c in filters)) if filters else ""
         params: dict[str, Any] = {
             **filters,
             "limit": query.per_page,
@@ -136,14 +216,25 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
         }
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
-                f"SELECT * FROM {TABLE}{where} "
+                f"SELECT * FROM {TABLE}{_where(filters)} "
                 "ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset",
                 params,
             )
             rows = [_row(r) for r in curs.fetchall()]
-            curs.execute(f"SELECT count(*) FROM {TABLE}{where}", params)
+            counted = counted_filters(query)
+            if counted is not None:
+                curs.execute(
+                    f"SELECT coalesce(sum(n), 0) FROM {COUNTS_TABLE}{_where(counted)}", params
+                )
+            else:
+                curs.execute(f"SELECT count(*) FROM {TABLE}{_where(filters)}", params)
             total = curs.fetchone()[0]
         return MessagePage(rows=rows, total=int(total))
+
+    def counters(self) -> dict[tuple[str, ...], int]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(f"SELECT {', '.join(COUNTED)}, n FROM {COUNTS_TABLE} WHERE n <> 0")
+            return {tuple(r[:-1]): int(r[-1]) for r in curs.fetchall()}
 
     def all_rows(self) -> list[MessageRow]:
         with self.datastore.transaction(commit=False) as curs:
@@ -151,11 +242,27 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             return [_row(r) for r in curs.fetchall()]
 
 
+def _raw(cursor: Any) -> sqlite3.Cursor:
+    """The sqlite3 cursor inside the library's wrapper (which hides ``rowcount``)."""
+    return cast(sqlite3.Cursor, cursor.sqlite_cursor)
+
+
+def _where(filters: dict[str, str]) -> str:
+    return (" WHERE " + " AND ".join(f"{c} = :{c}" for c in filters)) if filters else ""
+
+
+def _check_found(found: int, expected: int) -> None:
+    if found != expected:
+        raise ProjectionOutOfSequence(
+            f"{expected - found} message(s) changed by events have no row"
+        )
+
+
 def _params(row: MessageRow) -> dict[str, Any]:
     params = row_params(row)
     params["id"] = str(row.id)
-    params["meta"] = json.dumps(row.meta, separators=(",", ":"))
-    params["template"] = None if row.template is None else json.dumps(row.template)
+    params["meta"] = orjson.dumps(row.meta).decode()
+    params["template"] = None if row.template is None else orjson.dumps(row.template).decode()
     params["created_at"] = _timestamp(row.created_at)
     params["updated_at"] = _timestamp(row.updated_at)
     params["next_attempt_at"] = (
