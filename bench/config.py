@@ -14,6 +14,8 @@ LIST_FILTERS: tuple[tuple[str, str], ...] = (
     ("status", "status=delivered"),
     ("channel", "channel=whatsapp"),
     ("to", "to=%2B12025550042"),
+    ("status_channel", "status=failed&channel=whatsapp"),
+    ("to_status", "to=%2B12025550042&status=delivered"),
 )
 #: The webhook measure needs one seeded message per report; this bounds the rate it can
 #: measure without reusing a report (which would then change nothing).

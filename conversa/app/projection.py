@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -125,67 +125,97 @@ def apply_event(row: MessageRow | None, event: object) -> MessageRow:
 
 def apply_facts(row: MessageRow | None, facts: EventFacts) -> MessageRow:
     """The row after the event ``facts`` describe, given the row before it."""
-    kind, fields = facts.kind, facts.fields
-    if kind == "queued":
-        if row is not None:
-            raise ProjectionOutOfSequence(f"message {facts.message_id} queued twice")
-        return MessageRow(
-            id=facts.message_id,
-            channel=fields["channel"],
-            to=fields["to"],
-            sender=fields["sender"],
-            driver=fields["driver"],
-            status=Status.QUEUED.value,
-            body=fields["body"],
-            template=fields["template"],
-            provider_message_id=None,
-            attempts=0,
-            error_code=None,
-            error_message=None,
-            idempotency_key=fields["idempotency_key"],
-            meta=fields["meta"],
-            created_at=facts.timestamp,
-            updated_at=facts.timestamp,
-            version=facts.version,
-            next_attempt_at=fields["next_attempt_at"],
+    return fold_facts(row, (facts,))
+
+
+_QUEUED = Status.QUEUED
+_SENT = Status.SENT
+_DELIVERED = Status.DELIVERED
+_READ = Status.READ
+_STATUSES = {status.value: status for status in Status}
+
+
+def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageRow:
+    """The row after ``events`` (one message's, in version order), given the row before
+    them (None before ``Queued``). The row is built once, however many events there are:
+    this is the projection's inner loop."""
+    facts = iter(events)
+    if row is None:
+        first = next(facts)
+        if first.kind != "queued":
+            raise ProjectionOutOfSequence(
+                f"message {first.message_id}: event version {first.version} after nothing"
+            )
+        fields = first.fields
+        message_id, created_at = first.message_id, first.timestamp
+        channel, to, sender = fields["channel"], fields["to"], fields["sender"]
+        driver, body, template = fields["driver"], fields["body"], fields["template"]
+        idempotency_key, meta = fields["idempotency_key"], fields["meta"]
+        status, provider_message_id, attempts = _QUEUED, None, 0
+        error_code, error_message = None, None
+        updated_at, version = first.timestamp, first.version
+        next_attempt_at = fields["next_attempt_at"]
+    else:
+        message_id, created_at = row.id, row.created_at
+        channel, to, sender, driver = row.channel, row.to, row.sender, row.driver
+        body, template, idempotency_key, meta = (
+            row.body,
+            row.template,
+            row.idempotency_key,
+            row.meta,
         )
-    if row is None or facts.version != row.version + 1:
-        have = "nothing" if row is None else f"version {row.version}"
-        raise ProjectionOutOfSequence(
-            f"message {facts.message_id}: event version {facts.version} after {have}"
-        )
-    changes: dict[str, Any] = {"version": facts.version, "updated_at": facts.timestamp}
-    status = Status(row.status)
-    if kind == "attempt_started":
-        changes["next_attempt_at"] = fields["lease_until"]
-    elif kind == "retried":
-        changes.update(
-            attempts=row.attempts + 1,
-            error_code=fields["code"],
-            error_message=fields["message"],
-            next_attempt_at=fields["next_attempt_at"],
-        )
-    elif kind == "sent":
-        changes.update(
-            provider_message_id=fields["provider_message_id"] or row.provider_message_id,
-            attempts=row.attempts + (fields["source"] == "driver"),
-        )
-        status = status.merge(Status.SENT)
-    elif kind == "delivered":
-        status = status.merge(Status.DELIVERED)
-    elif kind == "read":
-        status = status.merge(Status.READ)
-    elif kind == "failed":
-        changes.update(
-            attempts=row.attempts + (fields["source"] == "driver"),
-            error_code=fields["code"],
-            error_message=fields["message"],
-        )
-        status = status.merge(Status(fields["status"]))
-    changes["status"] = status.value
-    if status is not Status.QUEUED:
-        changes["next_attempt_at"] = None
-    return replace(row, **changes)
+        status, provider_message_id = _STATUSES[row.status], row.provider_message_id
+        attempts, error_code, error_message = row.attempts, row.error_code, row.error_message
+        updated_at, version, next_attempt_at = row.updated_at, row.version, row.next_attempt_at
+    for f in facts:
+        kind, fields = f.kind, f.fields
+        if kind == "queued":
+            raise ProjectionOutOfSequence(f"message {f.message_id} queued twice")
+        if f.version != version + 1:
+            raise ProjectionOutOfSequence(
+                f"message {f.message_id}: event version {f.version} after version {version}"
+            )
+        version, updated_at = f.version, f.timestamp
+        if kind == "attempt_started":
+            next_attempt_at = fields["lease_until"]
+        elif kind == "retried":
+            attempts += 1
+            error_code, error_message = fields["code"], fields["message"]
+            next_attempt_at = fields["next_attempt_at"]
+        elif kind == "sent":
+            provider_message_id = fields["provider_message_id"] or provider_message_id
+            attempts += fields["source"] == "driver"
+            status = status.merge(_SENT)
+        elif kind == "delivered":
+            status = status.merge(_DELIVERED)
+        elif kind == "read":
+            status = status.merge(_READ)
+        elif kind == "failed":
+            attempts += fields["source"] == "driver"
+            error_code, error_message = fields["code"], fields["message"]
+            status = status.merge(Status(fields["status"]))
+        if status is not _QUEUED:
+            next_attempt_at = None
+    return MessageRow(
+        id=message_id,
+        channel=channel,
+        to=to,
+        sender=sender,
+        driver=driver,
+        status=status.value,
+        body=body,
+        template=template,
+        provider_message_id=provider_message_id,
+        attempts=attempts,
+        error_code=error_code,
+        error_message=error_message,
+        idempotency_key=idempotency_key,
+        meta=meta,
+        created_at=created_at,
+        updated_at=updated_at,
+        version=version,
+        next_attempt_at=next_attempt_at,
+    )
 
 
 #: The columns the read model keeps exact row counters by (every combination of their

@@ -24,13 +24,14 @@ from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from conversa.app.application import ConversaApp
 from conversa.app.ports import EventSignal, StopSignal
 from conversa.app.projection import (
+    EventFacts,
     MessageRow,
     MessagesView,
     ProjectionOutOfSequence,
     RowChanges,
     apply_event,
-    apply_facts,
     count_key,
+    fold_facts,
 )
 from conversa.app.stored_facts import StoredFactsReader
 from conversa.domain.status import Status
@@ -156,40 +157,36 @@ class Projector:
             if (f := facts_of(n.topic, n.originator_id, n.originator_version, n.state))
             is not None  # other aggregates share the store; their positions still count
         ]
-        first: dict[UUID, str] = {}
+        by_message: dict[UUID, list[EventFacts]] = {}
         for f in facts:
-            first.setdefault(f.message_id, f.kind)
-        before = self.view.load([i for i, kind in first.items() if check or kind != "queued"])
-        rows: dict[UUID, MessageRow | None] = dict(before)
+            by_message.setdefault(f.message_id, []).append(f)
+        before = self.view.load(
+            [i for i, events in by_message.items() if check or events[0].kind != "queued"]
+        )
+        rows: dict[UUID, MessageRow | None] = {}
         folded = _Folded()
-        gone: set[UUID] = set()
-        for f in facts:
-            message_id = f.message_id
-            if message_id in gone:
-                continue  # it finished earlier in this batch, and its row is not kept
-            row = rows.get(message_id)
-            if row is None and f.kind != "queued":
+        for message_id, events in by_message.items():
+            row = before.get(message_id)
+            if row is None and events[0].kind != "queued":
                 if not self.keep_finished:
                     continue  # a finished message whose row is not kept
                 # A row the log did not keep (CONVERSA_LOG_MESSAGES was false when the
                 # message finished), needed again: make it what a rebuild would have.
-                row = self._row_before(message_id, f.version)
+                row = self._row_before(message_id, events[0].version)
                 folded.rebuilt.append(message_id)
-            row = apply_facts(row, f)
-            rows[message_id] = row
-            if not self.keep_finished and row.status != Status.QUEUED:
-                gone.add(message_id)
-                rows[message_id] = None
+            row = fold_facts(row, events)
+            # Without the message log, a row goes once its message leaves queued.
+            rows[message_id] = row if self._kept(row) else None
         changes = folded.changes
         counts: dict[tuple[str, ...], int] = {}
-        for message_id in first:
+        for message_id in by_message:
             old, new = before.get(message_id), rows.get(message_id)
             if old is not None:
                 key = count_key(old)
                 counts[key] = counts.get(key, 0) - 1
                 if new is None:
                     changes.removed.append(message_id)
-                elif new is not old:
+                else:
                     changes.updated.append(new)
             elif new is not None:
                 changes.created.append(new)
@@ -247,8 +244,7 @@ class Projector:
         def rows() -> Iterator[MessageRow]:
             nonlocal events
             facts_of = self._facts.facts
-            current: UUID | None = None
-            row: MessageRow | None = None
+            current: list[EventFacts] = []
             for record in self.view.stored_events(head):
                 events += 1
                 if on_progress is not None and events % PROGRESS_EVERY == 0:
@@ -258,13 +254,16 @@ class Projector:
                 )
                 if facts is None:
                     continue
-                if facts.message_id != current:
-                    if row is not None and self._kept(row):
+                if current and facts.message_id != current[0].message_id:
+                    row = fold_facts(None, current)
+                    if self._kept(row):
                         yield row
-                    current, row = facts.message_id, None
-                row = apply_facts(row, facts)
-            if row is not None and self._kept(row):
-                yield row
+                    current = []
+                current.append(facts)
+            if current:
+                row = fold_facts(None, current)
+                if self._kept(row):
+                    yield row
 
         tracking = Tracking(self.app.name, head) if head else None
         self.view.replace_all(rows(), tracking)
