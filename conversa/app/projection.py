@@ -128,11 +128,9 @@ def apply_facts(row: MessageRow | None, facts: EventFacts) -> MessageRow:
     return fold_facts(row, (facts,))
 
 
-_QUEUED = Status.QUEUED
-_SENT = Status.SENT
-_DELIVERED = Status.DELIVERED
-_READ = Status.READ
-_STATUSES = {status.value: status for status in Status}
+_QUEUED = Status.QUEUED.value
+#: Status.merge over the statuses' values: the fold keeps the status as text.
+_MERGE = {(a.value, b.value): a.merge(b).value for a in Status for b in Status}
 
 
 def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageRow:
@@ -164,7 +162,7 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
             row.idempotency_key,
             row.meta,
         )
-        status, provider_message_id = _STATUSES[row.status], row.provider_message_id
+        status, provider_message_id = row.status, row.provider_message_id
         attempts, error_code, error_message = row.attempts, row.error_code, row.error_message
         updated_at, version, next_attempt_at = row.updated_at, row.version, row.next_attempt_at
     for f in facts:
@@ -185,16 +183,16 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
         elif kind == "sent":
             provider_message_id = fields["provider_message_id"] or provider_message_id
             attempts += fields["source"] == "driver"
-            status = status.merge(_SENT)
+            status = _MERGE[status, "sent"]
         elif kind == "delivered":
-            status = status.merge(_DELIVERED)
+            status = _MERGE[status, "delivered"]
         elif kind == "read":
-            status = status.merge(_READ)
+            status = _MERGE[status, "read"]
         elif kind == "failed":
             attempts += fields["source"] == "driver"
             error_code, error_message = fields["code"], fields["message"]
-            status = status.merge(Status(fields["status"]))
-        if status is not _QUEUED:
+            status = _MERGE[status, Status(fields["status"]).value]
+        if status != _QUEUED:
             next_attempt_at = None
     return MessageRow(
         id=message_id,
@@ -202,7 +200,7 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
         to=to,
         sender=sender,
         driver=driver,
-        status=status.value,
+        status=status,
         body=body,
         template=template,
         provider_message_id=provider_message_id,

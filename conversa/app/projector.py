@@ -37,6 +37,7 @@ from conversa.app.stored_facts import StoredFactsReader
 from conversa.domain.status import Status
 
 log = logging.getLogger(__name__)
+QUEUED = Status.QUEUED.value
 
 DEFAULT_BATCH_SIZE = 2000
 #: A rebuild reports progress every this many events.
@@ -275,7 +276,7 @@ class Projector:
     def _kept(self, row: MessageRow) -> bool:
         # Without the message log, only messages still waiting keep their rows; a status
         # never goes back to queued, so the final row decides, as following live does.
-        return self.keep_finished or row.status == Status.QUEUED
+        return self.keep_finished or row.status == QUEUED
 
 
 def _describe(error: Exception) -> str:

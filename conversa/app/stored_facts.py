@@ -29,17 +29,9 @@ from eventsourcing.utils import get_topic, resolve_topic
 from conversa.app.projection import EVENT_KINDS, EventFacts, facts_of_event
 from conversa.domain.message import Message
 
-#: The fields each kind of event gives the fold (besides the timestamp).
-_FIELDS: dict[str, tuple[str, ...]] = {
-    "queued": ("channel", "sender", "driver", "idempotency_key"),
-    "attempt_started": (),
-    "retried": ("code", "message"),
-    "sent": ("provider_message_id", "source"),
-    "delivered": (),
-    "read": (),
-    "failed": ("code", "message", "status", "source"),
-    "other": (),
-}
+_QUEUED_FIELDS = ("channel", "sender", "driver", "idempotency_key")
+_FAILED_FIELDS = ("code", "message", "status", "source")
+_NO_FIELDS: dict[str, Any] = {}
 
 
 class _Fallback(Exception):
@@ -104,42 +96,57 @@ class StoredFactsReader:
         if mapper.compressor is not None:
             state = mapper.compressor.decompress(state)
         data = orjson.loads(state)
-        if data.get("class_version", 1) != class_version:
-            raise _Fallback
-        timestamp = _datetime(data.get("timestamp"))
-        if timestamp is None:
-            raise _Fallback
-        fields: dict[str, Any] = {}
         try:
-            for name in _FIELDS[kind]:
-                value = data[name]
-                if value is not None and not isinstance(value, str):
-                    raise _Fallback
-                fields[name] = value
-            if kind == "queued":
-                fields["to"] = _typed(data["to"], "phone")
-                fields["next_attempt_at"] = _datetime(data["next_attempt_at"])
-                fields["meta"] = self._revive(data["meta"])
-                content = data["content"]
-                fields["body"] = fields["template"] = None
-                if content is not None:
-                    if content.get("_type_") == "body" and isinstance(content["_data_"], str):
-                        fields["body"] = content["_data_"]
-                    elif content.get("_type_") == "template":
-                        template = content["_data_"]
-                        fields["template"] = {
-                            "name": template["name"],
-                            "variables": list(template["variables"]),
-                        }
-                    else:
-                        raise _Fallback
+            if data.get("class_version", 1) != class_version:
+                raise _Fallback
+            timestamp = _datetime(data["timestamp"])
+            if kind in ("delivered", "read"):
+                fields: dict[str, Any] = _NO_FIELDS
+            elif kind == "sent":
+                fields = {
+                    "provider_message_id": _text(data["provider_message_id"]),
+                    "source": _text(data["source"]),
+                }
+            elif kind == "queued":
+                fields = self._queued(data)
             elif kind == "attempt_started":
-                fields["lease_until"] = _required(_datetime(data["lease_until"]))
+                fields = {"lease_until": _datetime(data["lease_until"])}
             elif kind == "retried":
-                fields["next_attempt_at"] = _required(_datetime(data["next_attempt_at"]))
-        except (KeyError, TypeError, ValueError) as error:
+                fields = {
+                    "code": _text(data["code"]),
+                    "message": _text(data["message"]),
+                    "next_attempt_at": _datetime(data["next_attempt_at"]),
+                }
+            else:  # failed
+                fields = {name: _text(data[name]) for name in _FAILED_FIELDS}
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise _Fallback from error
         return EventFacts(kind, message_id, version, timestamp, fields)
+
+    def _queued(self, data: dict[str, Any]) -> dict[str, Any]:
+        fields: dict[str, Any] = {name: _text(data[name]) for name in _QUEUED_FIELDS}
+        fields["to"] = _typed(data["to"], "phone")
+        at = data["next_attempt_at"]
+        fields["next_attempt_at"] = None if at is None else _datetime(at)
+        meta = data["meta"]
+        fields["meta"] = self._revive(meta) if meta else meta
+        content = data["content"]
+        fields["body"] = fields["template"] = None
+        if content is not None:
+            if content.get("_type_") == "body" and len(content) == 2:
+                fields["body"] = _text(content["_data_"])
+            elif content.get("_type_") == "template" and len(content) == 2:
+                template = content["_data_"]
+                variables = template["variables"]
+                if len(template) != 2 or not all(type(v) is str for v in variables):
+                    raise _Fallback
+                fields["template"] = {
+                    "name": _text(template["name"]),
+                    "variables": list(variables),
+                }
+            else:
+                raise _Fallback
+        return fields
 
     def _revive(self, value: Any) -> Any:
         """What the library's JSON transcoder makes of ``value``: every dict of exactly
@@ -159,21 +166,19 @@ class StoredFactsReader:
         return value
 
 
+def _text(value: Any) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise _Fallback
+
+
 def _typed(value: Any, name: str) -> str:
-    if isinstance(value, dict) and value.get("_type_") == name and len(value) == 2:
+    if type(value) is dict and value.get("_type_") == name and len(value) == 2:
         data = value["_data_"]
-        if isinstance(data, str):
+        if type(data) is str:
             return data
     raise _Fallback
 
 
-def _datetime(value: Any) -> datetime | None:
-    if value is None:
-        return None
+def _datetime(value: Any) -> datetime:
     return datetime.fromisoformat(_typed(value, "datetime_iso"))
-
-
-def _required(value: datetime | None) -> datetime:
-    if value is None:
-        raise _Fallback
-    return value
