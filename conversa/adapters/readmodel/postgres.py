@@ -71,6 +71,7 @@ TYPES = {
     "version": "integer",
     "next_attempt_at": "timestamptz",
 }
+_COPY_TYPES = {"jsonb": "text"}
 NOT_NULL = {
     "id",
     "channel",
@@ -238,6 +239,8 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
                     table=new, columns=SQL(", ").join(map(Identifier, COLUMNS))
                 )
             ) as copy:
+                # Fixed dumpers, not one looked up per value (JSON goes in as its text).
+                copy.set_types([_COPY_TYPES.get(TYPES[c], TYPES[c]) for c in COLUMNS])
                 for row in rows:
                     copy.write_row(_copy_values(row))
                     written += 1
