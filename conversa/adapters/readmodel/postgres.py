@@ -298,38 +298,54 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
         return None if record is None else row_from_record(record)
 
     def query(self, query: MessageQuery) -> MessagePage:
+        (rows_sql, total_sql), params = self._list_statements(query)
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(rows_sql, params)
+            rows = [row_from_record(r) for r in curs.fetchall()]
+            curs.execute(total_sql, params)
+            total = curs.fetchone()
+        return MessagePage(rows=rows, total=int(total["n"]) if total else 0)
+
+    def plans(self, query: MessageQuery) -> list[str]:
+        """The plans of the list's two statements, with the planner told to avoid table
+        scans and sorts wherever an index allows (what a big table gets anyway)."""
+        statements, params = self._list_statements(query)
+        plans = []
+        with self.datastore.transaction(commit=False) as curs:
+            for setting in ("enable_seqscan", "enable_sort", "enable_bitmapscan"):
+                curs.execute(SQL("SET LOCAL {} = off").format(Identifier(setting)))
+            for statement in statements:
+                curs.execute(SQL("EXPLAIN ") + statement, params)
+                plans.append("\n".join(str(next(iter(r.values()))) for r in curs.fetchall()))
+        return plans
+
+    def _list_statements(
+        self, query: MessageQuery
+    ) -> tuple[tuple[Composed, Composed], dict[str, Any]]:
         filters = query_filters(query)
         params: dict[str, Any] = {
             **filters,
             "limit": query.per_page,
             "offset": (query.page - 1) * query.per_page,
         }
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT * FROM {table}").format(table=self.table)
-                + _where(filters)
-                + SQL(" ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"),
-                params,
+        rows = (
+            SQL("SELECT * FROM {table}").format(table=self.table)
+            + _where(filters)
+            + SQL(" ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s")
+        )
+        counted = counted_filters(query)
+        if counted is not None:
+            # The exact counters, kept with the rows: a sum over a few of them.
+            total = SQL("SELECT coalesce(sum(n), 0) AS n FROM {counts}").format(
+                counts=self.counts
+            ) + _where(counted)
+        else:
+            # A recipient's messages: counted over the recipient index, which holds few
+            # rows per number.
+            total = SQL("SELECT count(*) AS n FROM {table}").format(table=self.table) + _where(
+                filters
             )
-            rows = [row_from_record(r) for r in curs.fetchall()]
-            counted = counted_filters(query)
-            if counted is not None:
-                # The exact counters, kept with the rows: a sum over a few of them.
-                curs.execute(
-                    SQL("SELECT coalesce(sum(n), 0) AS n FROM {counts}").format(counts=self.counts)
-                    + _where(counted),
-                    params,
-                )
-            else:
-                # A recipient's messages: counted over the recipient index, which holds
-                # few rows per number.
-                curs.execute(
-                    SQL("SELECT count(*) AS n FROM {table}").format(table=self.table)
-                    + _where(filters),
-                    params,
-                )
-            total = curs.fetchone()
-        return MessagePage(rows=rows, total=int(total["n"]) if total else 0)
+        return (rows, total), params
 
     def counters(self) -> dict[tuple[str, ...], int]:
         with self.datastore.transaction(commit=False) as curs:
@@ -356,9 +372,9 @@ def _arrays(columns: Sequence[str]) -> Composable:
     return SQL(", ").join(SQL("%s::" + TYPES[c] + "[]") for c in columns)
 
 
-def _where(filters: dict[str, str]) -> Composable:
+def _where(filters: dict[str, str]) -> Composed:
     if not filters:
-        return SQL("")
+        return Composed([])
     return SQL(" WHERE ") + SQL(" AND ").join(
         SQL("{} = {}").format(Identifier(c), Placeholder(c)) for c in filters
     )

@@ -208,28 +208,23 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
         return None if record is None else _row(record)
 
     def query(self, query: MessageQuery) -> MessagePage:
-        filters = query_filters(query)
-        params: dict[str, Any] = {
-            **filters,
-            "limit": query.per_page,
-            "offset": (query.page - 1) * query.per_page,
-        }
+        (rows_sql, total_sql), params = _list_statements(query)
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                f"SELECT * FROM {TABLE}{_where(filters)} "
-                "ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset",
-                params,
-            )
+            curs.execute(rows_sql, params)
             rows = [_row(r) for r in curs.fetchall()]
-            counted = counted_filters(query)
-            if counted is not None:
-                curs.execute(
-                    f"SELECT coalesce(sum(n), 0) FROM {COUNTS_TABLE}{_where(counted)}", params
-                )
-            else:
-                curs.execute(f"SELECT count(*) FROM {TABLE}{_where(filters)}", params)
+            curs.execute(total_sql, params)
             total = curs.fetchone()[0]
         return MessagePage(rows=rows, total=int(total))
+
+    def plans(self, query: MessageQuery) -> list[str]:
+        """The query plans of the list's two statements."""
+        statements, params = _list_statements(query)
+        with self.datastore.transaction(commit=False) as curs:
+            plans = []
+            for statement in statements:
+                curs.execute("EXPLAIN QUERY PLAN " + statement, params)
+                plans.append("\n".join(str(r[-1]) for r in curs.fetchall()))
+        return plans
 
     def counters(self) -> dict[tuple[str, ...], int]:
         with self.datastore.transaction(commit=False) as curs:
@@ -240,6 +235,25 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(f"SELECT * FROM {TABLE} ORDER BY id")
             return [_row(r) for r in curs.fetchall()]
+
+
+def _list_statements(query: MessageQuery) -> tuple[tuple[str, str], dict[str, Any]]:
+    filters = query_filters(query)
+    params: dict[str, Any] = {
+        **filters,
+        "limit": query.per_page,
+        "offset": (query.page - 1) * query.per_page,
+    }
+    rows = (
+        f"SELECT * FROM {TABLE}{_where(filters)} "
+        "ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"
+    )
+    counted = counted_filters(query)
+    if counted is not None:
+        total = f"SELECT coalesce(sum(n), 0) FROM {COUNTS_TABLE}{_where(counted)}"
+    else:
+        total = f"SELECT count(*) FROM {TABLE}{_where(filters)}"
+    return (rows, total), params
 
 
 def _raw(cursor: Any) -> sqlite3.Cursor:
