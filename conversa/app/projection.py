@@ -262,9 +262,10 @@ class MessagesView(TrackingRecorder):
         or removed one does not."""
 
     @abstractmethod
-    def stored_events(self, upto: int) -> Iterator[StoredRecord]:
+    def stored_events(self, upto: int) -> Iterator[list[StoredRecord]]:
         """Every stored event with a notification id up to ``upto``, of every aggregate,
-        grouped by aggregate and in version order within each (what a rebuild folds)."""
+        grouped by aggregate and in version order within each (what a rebuild folds), a
+        chunk at a time."""
 
     @abstractmethod
     def replace_all(self, rows: Iterable[MessageRow], tracking: Tracking | None) -> int:
@@ -292,11 +293,6 @@ class MessagesView(TrackingRecorder):
         """Every row, ordered by id (for comparisons and exports)."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """A stored event as read for a rebuild: not decoded."""
-
-    originator_id: UUID
-    originator_version: int
-    topic: str
-    state: bytes
+#: A stored event as a rebuild reads it, not decoded: originator id, version, topic and
+#: state.
+StoredRecord = tuple[UUID, int, str, bytes]

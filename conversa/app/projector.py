@@ -14,6 +14,7 @@ old one (see :meth:`Projector.rebuild`).
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 QUEUED = Status.QUEUED.value
 
 DEFAULT_BATCH_SIZE = 2000
-#: A rebuild reports progress every this many events.
-PROGRESS_EVERY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,32 +244,40 @@ class Projector:
         def rows() -> Iterator[MessageRow]:
             nonlocal events
             facts_of = self._facts.facts
+            kept = self._kept
             current: list[EventFacts] = []
-            for record in self.view.stored_events(head):
-                events += 1
-                if on_progress is not None and events % PROGRESS_EVERY == 0:
-                    on_progress(PROGRESS_EVERY)
-                facts = facts_of(
-                    record.topic, record.originator_id, record.originator_version, record.state
-                )
-                if facts is None:
-                    continue
-                if current and facts.message_id != current[0].message_id:
-                    row = fold_facts(None, current)
-                    if self._kept(row):
-                        yield row
-                    current = []
-                current.append(facts)
+            current_id: UUID | None = None
+            for chunk in self.view.stored_events(head):
+                events += len(chunk)
+                if on_progress is not None:
+                    on_progress(len(chunk))
+                for originator_id, version, topic, state in chunk:
+                    facts = facts_of(topic, originator_id, version, state)
+                    if facts is None:
+                        continue
+                    if originator_id != current_id:
+                        if current:
+                            row = fold_facts(None, current)
+                            if kept(row):
+                                yield row
+                        current, current_id = [], originator_id
+                    current.append(facts)
             if current:
                 row = fold_facts(None, current)
-                if self._kept(row):
+                if kept(row):
                     yield row
 
         tracking = Tracking(self.app.name, head) if head else None
-        self.view.replace_all(rows(), tracking)
+        # The fold makes millions of short-lived objects and no cycles: the cyclic
+        # collector would only walk them over and over.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self.view.replace_all(rows(), tracking)
+        finally:
+            if collecting:
+                gc.enable()
         self._position = None
-        if on_progress is not None and events % PROGRESS_EVERY:
-            on_progress(events % PROGRESS_EVERY)
         return events
 
     def _kept(self, row: MessageRow) -> bool:

@@ -156,7 +156,7 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             if changes.counts:
                 curs.executemany(COUNT, [(*key, n) for key, n in changes.counts.items()])
 
-    def stored_events(self, upto: int) -> Iterator[StoredRecord]:
+    def stored_events(self, upto: int) -> Iterator[list[StoredRecord]]:
         with self.datastore.transaction(commit=False) as cursor:
             curs = _raw(cursor)
             curs.execute(
@@ -166,8 +166,9 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
                 (upto,),
             )
             while records := curs.fetchmany(READ_CHUNK):
-                for originator_id, version, topic, state in records:
-                    yield StoredRecord(UUID(originator_id), version, topic, bytes(state))
+                yield [
+                    (UUID(i), version, topic, bytes(state)) for i, version, topic, state in records
+                ]
 
     def replace_all(self, rows: Iterable[MessageRow], tracking: Tracking | None) -> int:
         written = 0
