@@ -20,7 +20,7 @@ from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composable, Composed, Identifier, Placeholder
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps
 
 from conversa.adapters.readmodel.columns import (
     COLUMNS,
@@ -74,7 +74,6 @@ TYPES = {
     "version": "integer",
     "next_attempt_at": "timestamptz",
 }
-_COPY_TYPES = {"jsonb": "text"}
 NOT_NULL = {
     "id",
     "channel",
@@ -220,6 +219,9 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             conn.transaction(force_rollback=True),
             conn.cursor(name="conversa_rebuild", row_factory=tuple_row, binary=True) as cursor,
         ):
+            # In the primary key's order, read through its index: sorting a million
+            # stored states instead spills hundreds of megabytes to disk first.
+            conn.execute("SET LOCAL enable_sort = off")
             cursor.execute(
                 SQL(
                     "SELECT originator_id::uuid, originator_version::bigint, topic, state "
@@ -241,12 +243,14 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             curs.execute(SQL("DROP TABLE IF EXISTS {}").format(new))
             curs.execute(SQL(_create_table(primary_key=False)).format(table=new))
             with curs.copy(
-                SQL("COPY {table} ({columns}) FROM STDIN").format(
+                SQL("COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)").format(
                     table=new, columns=SQL(", ").join(map(Identifier, COLUMNS))
                 )
             ) as copy:
-                # Fixed dumpers, not one looked up per value (JSON goes in as its text).
-                copy.set_types([_COPY_TYPES.get(TYPES[c], TYPES[c]) for c in COLUMNS])
+                # Binary: the server parses no text (timestamps, uuids); fixed dumpers,
+                # and JSON written by orjson.
+                copy.set_types([TYPES[c] for c in COLUMNS])
+                set_json_dumps(orjson.dumps, context=curs)
                 for row in rows:
                     copy.write_row(_copy_values(row))
                     written += 1
@@ -422,13 +426,13 @@ def _copy_values(row: MessageRow) -> tuple[Any, ...]:
         row.driver,
         row.status,
         row.body,
-        None if row.template is None else _dumps(row.template),
+        row.template,
         row.provider_message_id,
         row.attempts,
         row.error_code,
         row.error_message,
         row.idempotency_key,
-        _dumps(row.meta),
+        row.meta,
         row.created_at,
         row.updated_at,
         row.version,
