@@ -151,12 +151,12 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             columns=SQL(", ").join(map(Identifier, ("id", *MUTABLE))),
         )
         self.count = SQL(
-            "INSERT INTO {counts} ({columns}, n) SELECT * FROM unnest({arrays}, %s::bigint[]) "
+            "INSERT INTO {counts} ({columns}, n) SELECT * FROM unnest({arrays}, %b::bigint[]) "
             "ON CONFLICT ({columns}) DO UPDATE SET n = {counts}.n + EXCLUDED.n"
         ).format(
             counts=self.counts,
             columns=SQL(", ").join(map(Identifier, COUNTED)),
-            arrays=SQL(", ").join(SQL("%s::text[]") for _ in COUNTED),
+            arrays=SQL(", ").join(SQL("%b::text[]") for _ in COUNTED),
         )
 
     def create_table(self) -> None:
@@ -379,7 +379,7 @@ def _index(name: str, columns: str, table: Identifier) -> Composed:
 
 
 def _arrays(columns: Sequence[str]) -> Composable:
-    return SQL(", ").join(SQL("%s::" + TYPES[c] + "[]") for c in columns)
+    return SQL(", ").join(SQL("%b::" + TYPES[c] + "[]") for c in columns)
 
 
 def _where(filters: dict[str, str]) -> Composed:
