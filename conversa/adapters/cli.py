@@ -227,8 +227,10 @@ def projection() -> None:
 
 
 @projection.command()
-@click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1, 100_000))
-def rebuild(batch_size: int) -> None:
+# The rebuild reads the store message by message now, not in pages; the option stays,
+# hidden and unused, so that scripts that pass it still run.
+@click.option("--batch-size", default=2000, hidden=True, type=click.IntRange(1, 100_000))
+def rebuild(batch_size: int) -> None:  # noqa: ARG001
     """Rebuild conversa_messages from every event stored: a new table, filled and indexed
     beside the old one, takes its place when complete (readers see the old one until then).
     """
@@ -236,7 +238,7 @@ def rebuild(batch_size: int) -> None:
     with opened_service(settings) as service, service.backend.projection_lock() as acquired:
         if not acquired:
             fail("another process is running the projection (a worker or a server); stop it first")
-        projector = service.projector(batch_size=batch_size)
+        projector = service.projector()
         head = projector.status().head
         started = time.perf_counter()
         with Progress(

@@ -40,7 +40,8 @@ from conversa.domain.status import Status
 log = logging.getLogger(__name__)
 QUEUED = Status.QUEUED.value
 
-DEFAULT_BATCH_SIZE = 2000
+#: Events per batch of catch-up and live following (a live batch holds what arrived).
+DEFAULT_BATCH_SIZE = 5000
 
 
 @dataclass(frozen=True, slots=True)
