@@ -16,7 +16,7 @@ import pytest
 from psycopg.sql import SQL
 
 from conversa.app.bootstrap import bootstrap, migrate
-from conversa.app.projection import MessageQuery, MessageRow
+from conversa.app.projection import MessageQuery, MessageRow, ProjectionOutOfSequence
 from conversa.app.service import ConversaService
 from conversa.domain.content import Template
 from conversa.domain.message import Message
@@ -231,3 +231,25 @@ def test_every_list_filter_reads_an_index_in_the_list_order(
         else:
             assert "conversa_messages_counts" in total_plan, total_plan
             assert "idx" not in total_plan.replace("conversa_messages_counts", ""), total_plan
+
+
+def test_a_rebuild_that_fails_changes_nothing(service: ConversaService) -> None:
+    play(service, random.Random(6), messages=15, rounds=5)
+    rows, counters = service.view.all_rows(), service.view.counters()
+    position = service.projector().status().position
+    # A message whose stored events begin with a report: no row can be folded from it.
+    orphan = queued_message(key="orphan")
+    orphan.record_report(Status.DELIVERED)
+    service.app.recorder.insert_events(
+        [service.app.mapper.to_stored_event(orphan.collect_events()[1])]
+    )
+
+    with service.backend.projection_lock() as acquired:
+        assert acquired
+        with pytest.raises(ProjectionOutOfSequence):
+            service.projector().rebuild()
+
+    assert service.view.all_rows() == rows
+    assert service.view.counters() == counters
+    assert service.projector().status().position == position
+    assert service.view.query(MessageQuery()).total == len(rows)
