@@ -9,6 +9,8 @@ every row into a new table, indexes it, and swaps it for the old one.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -45,6 +47,8 @@ from conversa.app.projection import (
     RowChanges,
     StoredRecord,
 )
+
+log = logging.getLogger(__name__)
 
 TRACKING_TABLE = "conversa_messages_tracking"
 EVENTS_TABLE = f"{ConversaApp.name}_events"
@@ -236,6 +240,7 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
     def replace_all(self, rows: Iterable[MessageRow], tracking: Tracking | None) -> int:
         new = Identifier(self.datastore.schema, REBUILD_TABLE)
         written = 0
+        started = time.perf_counter()
         with self.datastore.transaction(commit=True) as curs:
             # Building the indexes after the rows are in is several times faster than
             # keeping them up to date row by row; more memory makes each build one pass.
@@ -254,6 +259,7 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
                 for row in rows:
                     copy.write_row(_copy_values(row))
                     written += 1
+            filled = time.perf_counter()
             curs.execute(
                 SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY (id)").format(
                     new, Identifier(f"{REBUILD_TABLE}_pkey")
@@ -261,6 +267,7 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             )
             for name, columns in _all_indexes().items():
                 curs.execute(_index(f"{name}_rebuild", columns, new))
+            indexed = time.perf_counter()
             # The swap: readers wait for it (briefly) and then read the new table.
             curs.execute(SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self.table))
             curs.execute(SQL("DROP TABLE {}").format(self.table))
@@ -286,6 +293,16 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             )
             if tracking is not None:
                 self._insert_tracking(curs, tracking)
+        done = time.perf_counter()
+        log.info(
+            "rebuilt %s: %d rows folded and copied in %.1f s, indexed in %.1f s, "
+            "swapped in and committed in %.1f s",
+            TABLE,
+            written,
+            filled - started,
+            indexed - filled,
+            done - indexed,
+        )
         return written
 
     def due(self, now: datetime, limit: int) -> list[UUID]:
