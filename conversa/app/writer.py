@@ -79,7 +79,9 @@ def save_groups(app: ConversaApp, groups: Sequence[Sequence[Aggregate]]) -> Resu
 def collect_groups(groups: Sequence[Sequence[Aggregate]]) -> list[_EventGroup]:
     # Saving takes the pending events off the aggregates, even when the transaction fails:
     # take them first, so that a refused batch can be saved again group by group.
-    return [[event for aggregate in group for event in aggregate.collect_events()] for group in groups]
+    return [
+        [event for aggregate in group for event in aggregate.collect_events()] for group in groups
+    ]
 
 
 def save_event_groups(app: ConversaApp, events: Sequence[_EventGroup]) -> Results:
@@ -176,6 +178,11 @@ class BatchingWriter:
         if request.error is not None:
             raise _own_copy(request.error)
         return request.results
+
+    def queued(self) -> int:
+        """Callers waiting for a transaction that has not begun yet."""
+        with self._lock:
+            return len(self._queue)
 
     def close(self) -> None:
         """Commit everything queued, then stop the committer."""

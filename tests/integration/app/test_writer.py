@@ -15,8 +15,8 @@ from typing import Any, cast
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from conversa.app.bootstrap import bootstrap, migrate
 from conversa.app.application import ConversaApp
+from conversa.app.bootstrap import bootstrap, migrate
 from conversa.app.messages import load_message
 from conversa.app.outage import DATABASE_OUTAGE, DatabaseUnavailable
 from conversa.app.service import ConversaService
@@ -77,8 +77,8 @@ class Callers:
 
 def wait_queued(writer: BatchingWriter, count: int) -> None:
     deadline = time.monotonic() + 10
-    while len(writer._queue) < count:  # noqa: SLF001 - the test waits for its callers to queue
-        assert time.monotonic() < deadline, f"{len(writer._queue)} of {count} queued"  # noqa: SLF001
+    while writer.queued() < count:
+        assert time.monotonic() < deadline, f"{writer.queued()} of {count} queued"
         time.sleep(0.005)
 
 
