@@ -21,6 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_WRITE_BATCH_SIZE = 100
 
 Results = list[IntegrityError | None]
-_EventGroup = list[DomainEventProtocol[object]]
+_EventGroup = list[DomainEventProtocol[UUID]]
 
 
 class Writer(Protocol):
