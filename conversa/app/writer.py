@@ -134,7 +134,9 @@ class BatchingWriter:
       by group: see :func:`save_event_groups`);
     - an outage (the database cannot be reached) fails every caller of that batch with
       the outage error, as a direct save would have: each of them may or may not have been
-      committed, and handles it as it handles any outage;
+      committed, and handles it as it handles any outage. The callers queued behind that
+      batch get it too (they waited as long as a direct save would have tried), so no
+      caller waits longer than one ``CONVERSA_DB_TIMEOUT_SECONDS`` and a bit;
     - any other error (a bug, an event that cannot be stored) is narrowed down: each
       caller of the batch is saved again alone, and only the faulty one gets the error.
     """
@@ -218,7 +220,13 @@ class BatchingWriter:
         try:
             results = save_event_groups(self.app, groups)
         except DATABASE_OUTAGE as error:
-            for request in batch:
+            # Those queued meanwhile have waited as long as this batch tried: they get the
+            # outage too, rather than as long again (a direct save would have failed in the
+            # same time). Whoever comes next starts a fresh try.
+            with self._lock:
+                waiting = list(self._queue)
+                self._queue.clear()
+            for request in [*batch, *waiting]:
                 request.fail(error)
             return
         except Exception as error:
