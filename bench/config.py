@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-PHASES = ("sends", "webhooks", "projection", "list")
+PHASES = ("sends", "webhooks", "projection", "list", "statements")
 HTTP_PHASES = frozenset({"sends", "webhooks"})
 LIST_FILTERS: tuple[tuple[str, str], ...] = (
     ("none", ""),

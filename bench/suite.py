@@ -4,7 +4,7 @@ Prints one table and writes ``bench/results.json``; each figure is the median of
 alternating rounds, with its ratio to the baseline measured alongside it. See
 bench/README.md for what each row means.
 
-    python -m bench [--quick] [--only sends,webhooks,projection,list] [--seconds S] ...
+    python -m bench [--quick] [--only sends,webhooks,projection,list,statements] [--seconds S] ...
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from typing import Any
 
 import psycopg
 
-from bench import loadgen, phase_http, phase_store
+from bench import loadgen, phase_http, phase_store, statements
 from bench._db import server_url
 from bench.config import HTTP_PHASES, PHASES, Config, new_run_id
 from bench.report import Row, table, write_json
 from bench.servers import ROOT
 
+#: Sends per measure of the statements phase (bench/statements.py).
+STATEMENT_SENDS, STATEMENT_SENDS_QUICK = 1000, 300
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results.json"
 FULL = {"seconds": 10.0, "rounds": 3, "events": 1_000_000, "rows": 1_000_000, "list_seconds": 5.0}
 QUICK = {"seconds": 3.0, "rounds": 2, "events": 20_000, "rows": 30_000, "list_seconds": 2.0}
@@ -138,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rows += phase_http.run(config, log_dir)
             if config.phases & {"projection", "list"}:
                 rows += phase_store.run(config, log_dir)
+            if "statements" in config.phases:
+                sends = STATEMENT_SENDS_QUICK if config.quick else STATEMENT_SENDS
+                rows += statements.measure(config.clients, sends, config.log)
         except BaseException:
             # Keep the servers' logs: they say why.
             kept = Path(tempfile.mkdtemp(prefix="conversa-bench-logs-"))

@@ -193,6 +193,7 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
     import uvicorn
 
     from conversa.adapters.http.app import RUN_WORKER_VARIABLE
+    from conversa.adapters.http.sockets import keep_tcp_nodelay
     from conversa.adapters.metrics import multiprocess_mode
 
     settings = load_settings()
@@ -200,6 +201,7 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
         pass  # fail fast, before forking, on a database that is missing or unmigrated
     os.environ[RUN_WORKER_VARIABLE] = "false" if no_worker else "true"
     # With several processes, /metrics sums the counters of them all.
+    keep_tcp_nodelay()  # uvicorn#3149: see conversa/adapters/http/sockets.py
     with multiprocess_mode(workers):
         uvicorn.run(
             "conversa.adapters.http.app:create_app",
@@ -207,6 +209,10 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
             host=host,
             port=port,
             workers=workers,
+            # The C parser and the libuv loop (dependencies of Conversa; uvicorn's "auto"
+            # would fall back silently to h11 and asyncio without them).
+            http="httptools",
+            loop="uvloop" if _has_uvloop() else "asyncio",
             log_level=settings.log_level.lower(),
             # uvicorn's lines in Conversa's format, on standard error, in every process.
             log_config=logs.logging_config(
@@ -219,6 +225,12 @@ def serve(host: str, port: int, workers: int, no_worker: bool) -> None:
             # outcome rather than be cancelled.
             timeout_graceful_shutdown=round(SHUTDOWN_GRACE_SECONDS),
         )
+
+
+def _has_uvloop() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("uvloop") is not None
 
 
 @main.group()

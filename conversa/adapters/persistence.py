@@ -103,7 +103,10 @@ class PostgresBackend:
             # How long a caller waits for a pooled connection (whole seconds, the library's
             # unit); no longer than an operation may take in all.
             "POSTGRES_CONNECT_TIMEOUT": str(math.ceil(self.db_timeout)),
-            "POSTGRES_PRE_PING": "y",
+            # No round trip to test each connection taken from the pool: a broken one fails
+            # its statement, which the event store retries on another connection, and the
+            # datastore then tests the idle ones at once (OutageAwareDatastore).
+            "POSTGRES_PRE_PING": "n",
             # The function-based insert path skips the table lock and can hide events from
             # followers under concurrent writes; keep it off.
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",

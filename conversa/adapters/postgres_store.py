@@ -11,7 +11,8 @@ library's recorders and settings and changes three things:
   the database, with :class:`~conversa.app.outage.DatabaseUnavailable`, instead of the
   library's ten retries of a ten-second pool wait (about 100 s);
 - the pool tries to reconnect at least every second during an outage (psycopg_pool
-  doubles its wait each time, up to minutes), so that it is back soon after the database.
+  doubles its wait each time, up to minutes), so that it is back soon after the database;
+- its events are inserted in one round trip per transaction (:mod:`.postgres_recorder`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool.base import AttemptWithBackoff
 
+from conversa.adapters.postgres_recorder import OneTripApplicationRecorder
 from conversa.app.outage import DatabaseUnavailable
 
 #: Conversa's keys in the event store's environment.
@@ -43,7 +45,10 @@ _STREAK_GAP = 1.0
 
 
 class ConversaPostgresFactory(PostgresFactory):
-    """``PostgresFactory`` whose datastore is an :class:`OutageAwareDatastore`."""
+    """``PostgresFactory`` whose datastore is an :class:`OutageAwareDatastore`, and whose
+    application recorder inserts in one round trip (:mod:`.postgres_recorder`)."""
+
+    application_recorder_class = OneTripApplicationRecorder
 
     def __init__(self, env: Environment | EnvType | None) -> None:
         # The library reads and checks its own keys and builds a datastore whose pool is

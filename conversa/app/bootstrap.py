@@ -27,6 +27,7 @@ from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.app.subscribers import Subscription
 from conversa.app.telemetry import Telemetry
+from conversa.app.writer import BatchingWriter, DirectWriter, Writer
 from conversa.domain.channel import Channel
 from conversa.events import LifecycleEvent
 
@@ -94,6 +95,7 @@ def bootstrap(
         clock=clock,
         jitter=jitter,
         telemetry=telemetry or PrometheusMetrics(),
+        writer=make_writer(app, settings),
     )
     try:
         closers.extend(configure_subscribers(service, settings))
@@ -101,6 +103,17 @@ def bootstrap(
         service.close()
         raise
     return service
+
+
+def make_writer(app: ConversaApp, settings: Settings) -> Writer:
+    """The group commit on either store (``CONVERSA_WRITE_BATCH_SIZE`` writes per
+    transaction at most), or, at 1, each write in a transaction of its own.
+
+    SQLite gains as much as PostgreSQL: it too serialises writers (one at a time) and
+    syncs its journal once per transaction."""
+    if settings.write_batch_size == 1:
+        return DirectWriter(app)
+    return BatchingWriter(app, max_batch=settings.write_batch_size)
 
 
 def _reach(backend: StorageBackend) -> None:

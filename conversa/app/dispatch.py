@@ -103,8 +103,11 @@ class Dispatcher:
             )
             result = self._call(driver, outbound)
         now = self.clock()
+        version = message.version
         try:
-            return self.record_outcome(message.id, number, result, now, driver.name)
+            return self.record_outcome(
+                message.id, number, result, now, driver.name, current=message
+            )
         except DATABASE_OUTAGE as error:
             log.warning(
                 "could not record the outcome of message_id=%s (%s); recording it when the "
@@ -113,21 +116,33 @@ class Dispatcher:
                 type(error).__name__,
             )
             self.unfinished.outcome_unrecorded(message.id, number, result, now, driver.name)
-            self._apply(message, result, now, driver.name, link=False)
+            if message.version == version:  # the outcome was not applied to it before the outage
+                self._apply(message, result, now, driver.name, link=False)
             return message
 
     def record_outcome(
-        self, message_id: UUID, number: int, result: DriverResult, now: datetime, driver: str
+        self,
+        message_id: UUID,
+        number: int,
+        result: DriverResult,
+        now: datetime,
+        driver: str,
+        *,
+        current: Message | None = None,
     ) -> Message:
         """Record what attempt ``number`` of a message came to, unless it is recorded
-        already (its commit went through, but the answer was lost in an outage)."""
+        already (its commit went through, but the answer was lost in an outage).
+
+        ``current``: the message as this process saved it last (its claim, or its
+        ``Queued``): tried first without reading it again, and its provider-id index taken
+        to be new (after a conflict, both are read from the store)."""
 
         def command(message: Message) -> list[Aggregate]:
             if message.attempts >= number:
                 return []
-            return self._apply(message, result, now, driver)
+            return self._apply(message, result, now, driver, new_index=message is current)
 
-        recorded = update_message(self.app, self.writer, message_id, command)
+        recorded = update_message(self.app, self.writer, message_id, command, current=current)
         if recorded.status is not Status.QUEUED and recorded.content is None:
             # The content waited in the payload store; not needed now. If the database
             # is gone again, the purge of expired payloads deletes it later.
@@ -165,14 +180,16 @@ class Dispatcher:
         driver: str,
         *,
         link: bool = True,
+        new_index: bool = False,
     ) -> list[Aggregate]:
         """Record the outcome on ``message``; return the other aggregates to save with it
-        (none without ``link``: the provider-id index is read from the database)."""
+        (none without ``link``: the provider-id index is read from the database, unless
+        ``new_index`` says to create it without looking: a conflict tells otherwise)."""
         if message.status is not Status.QUEUED and not result.ok:
             return []  # a report got there first; what the provider said stands
         if result.ok and result.provider_message_id is not None:
             message.record_accepted(result.provider_message_id, result.response)
-            index = link_sent(self.app, message, driver) if link else None
+            index = link_sent(self.app, message, driver, assume_new=new_index) if link else None
             return [index] if index is not None else []
         error = result.error or DriverError(
             "driver_error", "the driver returned neither a message id nor an error"

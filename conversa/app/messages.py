@@ -37,12 +37,20 @@ def update_message(
     writer: Writer,
     message_id: UUID,
     command: Callable[[Message], Iterable[Aggregate] | None],
+    *,
+    current: Message | None = None,
 ) -> Message:
     """Apply ``command`` to the latest version of a message and save it, with whatever
     other aggregates the command returns, in one transaction; again and again if a
-    concurrent writer (a status report, another dispatcher) got there first."""
+    concurrent writer (a status report, another dispatcher) got there first.
+
+    ``current``: the message as this process last saved it, tried first without reading
+    it again; after a conflict the message is read from the store."""
     for _ in range(MAX_CONFLICT_RETRIES):
-        message = load_message(app, message_id)
+        if current is not None:
+            message, current = current, None
+        else:
+            message = load_message(app, message_id)
         others = command(message) or ()
         try:
             writer.save(message, *others)

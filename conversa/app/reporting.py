@@ -71,11 +71,19 @@ def load_index(app: ConversaApp, provider: str, provider_message_id: str) -> Pro
     return index
 
 
-def link_sent(app: ConversaApp, message: Message, provider: str) -> ProviderMessage | None:
+def link_sent(
+    app: ConversaApp, message: Message, provider: str, *, assume_new: bool = False
+) -> ProviderMessage | None:
     """The index to save with ``message`` now that it has a provider id; any reports parked
-    on it are applied to ``message`` (not yet saved). None when there is nothing to save."""
+    on it are applied to ``message`` (not yet saved). None when there is nothing to save.
+
+    ``assume_new``: create the index without reading it first (the common case: no report
+    came before the provider's answer). If a report did park one meanwhile, saving the new
+    index conflicts, and the caller reads the message and the index again."""
     if message.provider_message_id is None or provider not in REPORTING_DRIVERS:
         return None
+    if assume_new:
+        return ProviderMessage.open(provider, message.provider_message_id, message.id)
     index = load_index(app, provider, message.provider_message_id)
     if index is None:
         return ProviderMessage.open(provider, message.provider_message_id, message.id)

@@ -397,6 +397,7 @@ class ConversaService:
     def close(self) -> None:
         try:
             self.dispatcher.unfinished.close()
+            self.writer.close()  # commits what is queued
             self.app.close()
         finally:
             if self._on_close is not None:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     #: Sends that may wait on providers at once in one server process (see http/pools.py).
     send_concurrency: int = Field(default=64, ge=1, le=1000)
     store_body: bool = True
+    #: Writes one transaction of the process's group commit takes at most (1: none, each
+    #: write commits alone; see app/writer.py).
+    write_batch_size: int = Field(default=100, ge=1, le=1000)
     #: How long a status report for a provider id no send has claimed waits for that send.
     parked_report_hours: float = Field(default=24.0, gt=0, le=24 * 365)
     redact_provider_response: bool = True

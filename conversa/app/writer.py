@@ -5,17 +5,37 @@ goes through :class:`Writer`, so that one process can commit many callers' aggre
 one transaction (a group commit) without any caller knowing. Each caller still gets only
 its own result: its aggregates are committed when ``save`` returns, and a conflict on one
 of them raises the event store's ``IntegrityError`` to that caller alone.
+
+- :class:`DirectWriter`: each save in a transaction of its own, in the caller's thread.
+- :class:`BatchingWriter`: one committer thread per process. Callers queue their groups
+  and wait; the committer takes everything queued (up to ``max_batch`` groups) into one
+  transaction, then answers each caller. While one transaction commits, the next batch
+  gathers, so a busy process pays one commit (one table lock, one WAL flush) for many
+  callers, and an idle one pays no wait at all.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Protocol
+from uuid import UUID
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
+from conversa.app.outage import DATABASE_OUTAGE
+
+log = logging.getLogger(__name__)
+
+#: Groups of aggregates one transaction of the batching writer takes at most.
+DEFAULT_WRITE_BATCH_SIZE = 100
+
+Results = list[IntegrityError | None]
+_EventGroup = list[DomainEventProtocol[UUID]]
 
 
 class Writer(Protocol):
@@ -25,11 +45,14 @@ class Writer(Protocol):
         is stored (an idempotent duplicate, a concurrent change: decide again), or an
         outage error (then it may or may not have been committed)."""
 
-    def save_each(self, groups: Sequence[Sequence[Aggregate]]) -> list[IntegrityError | None]:
+    def save_each(self, groups: Sequence[Sequence[Aggregate]]) -> Results:
         """Commit each group of aggregates atomically, but independently of the others: many
         groups share a transaction when none conflicts. Returns, per group, ``None`` when it
         was committed or the ``IntegrityError`` that refused it (that group alone); raises an
         outage error as ``save`` does."""
+
+    def close(self) -> None:
+        """Commit what is queued, then stop. Saves made after this commit directly."""
 
 
 class DirectWriter:
@@ -41,28 +64,37 @@ class DirectWriter:
     def save(self, *aggregates: Aggregate) -> None:
         self.app.save(*aggregates)
 
-    def save_each(self, groups: Sequence[Sequence[Aggregate]]) -> list[IntegrityError | None]:
+    def save_each(self, groups: Sequence[Sequence[Aggregate]]) -> Results:
         return save_groups(self.app, groups)
 
+    def close(self) -> None:
+        pass
 
-def save_groups(
-    app: ConversaApp, groups: Sequence[Sequence[Aggregate]]
-) -> list[IntegrityError | None]:
+
+def save_groups(app: ConversaApp, groups: Sequence[Sequence[Aggregate]]) -> Results:
     """All groups in one transaction; when one of them conflicts, each group on its own, so
     that every group gets its own answer (an idempotent duplicate refuses only itself)."""
+    return save_event_groups(app, collect_groups(groups))
+
+
+def collect_groups(groups: Sequence[Sequence[Aggregate]]) -> list[_EventGroup]:
     # Saving takes the pending events off the aggregates, even when the transaction fails:
     # take them first, so that a refused batch can be saved again group by group.
-    events = [
+    return [
         [event for aggregate in group for event in aggregate.collect_events()] for group in groups
     ]
+
+
+def save_event_groups(app: ConversaApp, events: Sequence[_EventGroup]) -> Results:
+    """:func:`save_groups` for events already taken off their aggregates."""
     try:
         app.save(*(event for group_events in events for event in group_events))
     except IntegrityError as error:
-        if len(groups) == 1:
+        if len(events) == 1:
             return [error]
     else:
-        return [None] * len(groups)
-    results: list[IntegrityError | None] = []
+        return [None] * len(events)
+    results: Results = []
     for group_events in events:
         try:
             app.save(*group_events)
@@ -71,3 +103,163 @@ def save_groups(
         else:
             results.append(None)
     return results
+
+
+class _Request:
+    """One caller's groups, and its answer once the committer has one."""
+
+    __slots__ = ("done", "error", "events", "results")
+
+    def __init__(self, events: list[_EventGroup]) -> None:
+        self.events = events
+        self.results: Results = []
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+    def answer(self, results: Results) -> None:
+        self.results = results
+        self.done.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
+class BatchingWriter:
+    """A group commit: concurrent callers' groups in one transaction, committed by one
+    thread; each caller blocks until the transaction holding its groups has committed
+    (or failed) and gets its own answer.
+
+    - a conflict refuses only the groups that conflict (the batch is saved again group
+      by group: see :func:`save_event_groups`);
+    - an outage (the database cannot be reached) fails every caller of that batch with
+      the outage error, as a direct save would have: each of them may or may not have been
+      committed, and handles it as it handles any outage. The callers queued behind that
+      batch get it too (they waited as long as a direct save would have tried), so no
+      caller waits longer than one ``CONVERSA_DB_TIMEOUT_SECONDS`` and a bit;
+    - any other error (a bug, an event that cannot be stored) is narrowed down: each
+      caller of the batch is saved again alone, and only the faulty one gets the error.
+    """
+
+    def __init__(self, app: ConversaApp, *, max_batch: int = DEFAULT_WRITE_BATCH_SIZE) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.app = app
+        self.max_batch = max_batch
+        self._queue: deque[_Request] = deque()
+        self._lock = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        #: Transactions committed and groups they held (for tests and diagnostics).
+        self.batches = 0
+        self.groups = 0
+
+    def save(self, *aggregates: Aggregate) -> None:
+        [result] = self.save_each([aggregates])
+        if result is not None:
+            raise result
+
+    def save_each(self, groups: Sequence[Sequence[Aggregate]]) -> Results:
+        if not groups:
+            return []
+        request = _Request(collect_groups(groups))
+        with self._lock:
+            if self._closed:
+                queued = False
+            else:
+                queued = True
+                self._queue.append(request)
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="conversa-writer", daemon=True
+                    )
+                    self._thread.start()
+                self._lock.notify()
+        if not queued:  # closed: no committer any more, commit in this thread
+            return save_event_groups(self.app, request.events)
+        request.done.wait()
+        if request.error is not None:
+            raise _own_copy(request.error)
+        return request.results
+
+    def queued(self) -> int:
+        """Callers waiting for a transaction that has not begun yet."""
+        with self._lock:
+            return len(self._queue)
+
+    def close(self) -> None:
+        """Commit everything queued, then stop the committer."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._lock.wait()
+                if not self._queue:  # closed, and everything queued is answered
+                    return
+                batch = self._take()
+            self._commit(batch)
+
+    def _take(self) -> list[_Request]:
+        batch = [self._queue.popleft()]
+        size = len(batch[0].events)
+        while self._queue and size + len(self._queue[0].events) <= self.max_batch:
+            request = self._queue.popleft()
+            size += len(request.events)
+            batch.append(request)
+        return batch
+
+    def _commit(self, batch: list[_Request]) -> None:
+        groups = [group for request in batch for group in request.events]
+        try:
+            results = save_event_groups(self.app, groups)
+        except DATABASE_OUTAGE as error:
+            # Those queued meanwhile have waited as long as this batch tried: they get the
+            # outage too, rather than as long again (a direct save would have failed in the
+            # same time). Whoever comes next starts a fresh try.
+            with self._lock:
+                waiting = list(self._queue)
+                self._queue.clear()
+            for request in [*batch, *waiting]:
+                request.fail(error)
+            return
+        except Exception as error:
+            if len(batch) == 1:
+                batch[0].fail(error)
+                return
+            log.warning(
+                "a batch of %d writes failed (%s); saving each on its own",
+                len(batch),
+                type(error).__name__,
+            )
+            for request in batch:
+                self._commit([request])
+            return
+        except BaseException as error:  # the committer itself is stopping: answer everyone
+            for request in batch:
+                request.fail(error)
+            raise
+        self.batches += 1
+        self.groups += len(groups)
+        start = 0
+        for request in batch:
+            end = start + len(request.events)
+            request.answer(results[start:end])
+            start = end
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """The committer's error, as a new exception of the same type for each caller: one
+    exception object raised in many threads at once would have its traceback mixed up."""
+    try:
+        copy = type(error)(*error.args)
+    except Exception:
+        return error
+    copy.__cause__ = error
+    return copy

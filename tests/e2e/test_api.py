@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from conversa.app.bootstrap import bootstrap
 from conversa.app.service import ConversaService
@@ -149,7 +150,15 @@ def test_idempotent_replay_and_mismatch(server: Server) -> None:
         assert client.get("/conversa/messages").json()["meta"]["total"] <= 1
 
 
-def test_fifty_concurrent_requests_with_one_key_send_once(server: Server) -> None:
+@pytest.mark.parametrize("write_batch_size", ["100", "1"], ids=["group-commit", "direct"])
+def test_fifty_concurrent_requests_with_one_key_send_once(
+    postgres_url: str, tmp_path: Path, write_batch_size: str
+) -> None:
+    with running_server(postgres_url, tmp_path, write_batch_size=write_batch_size) as server:
+        fifty_requests_with_one_key_send_once(server)
+
+
+def fifty_requests_with_one_key_send_once(server: Server) -> None:
     request = {"channel": "sms", "to": "+15551234567", "body": "Once only"}
 
     def post(client: httpx.Client) -> httpx.Response:

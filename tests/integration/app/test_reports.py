@@ -53,9 +53,12 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def service(backend_url: str, twilio: FakeTwilio) -> Iterator[ConversaService]:
-    settings = twilio_settings(backend_url, twilio)
+@pytest.fixture(params=["100", "1"], ids=["group-commit", "direct"])
+def service(
+    backend_url: str, twilio: FakeTwilio, request: pytest.FixtureRequest
+) -> Iterator[ConversaService]:
+    """On each store, with the group commit (the default) and with each write alone."""
+    settings = twilio_settings(backend_url, twilio, write_batch_size=request.param)
     migrate(settings)
     with bootstrap(settings) as service:
         yield service

@@ -45,8 +45,12 @@ def driver() -> CountingDriver:
     return CountingDriver()
 
 
-@pytest.fixture
-def counted_service(settings: Settings, driver: CountingDriver) -> Iterator[ConversaService]:
+@pytest.fixture(params=[100, 1], ids=["group-commit", "direct"])
+def counted_service(
+    settings: Settings, driver: CountingDriver, request: pytest.FixtureRequest
+) -> Iterator[ConversaService]:
+    """On each store, with the group commit (the default) and with each write alone."""
+    settings = settings.model_copy(update={"write_batch_size": request.param})
     migrate(settings)
     drivers = {Channel.SMS: driver, Channel.WHATSAPP: driver}
     with bootstrap(settings, drivers=drivers) as service:
