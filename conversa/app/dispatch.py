@@ -21,6 +21,7 @@ from eventsourcing.persistence import IntegrityError
 from conversa.app.application import ConversaApp
 from conversa.app.messages import load_message, update_message
 from conversa.app.outage import DATABASE_OUTAGE
+from conversa.app.pacing import Pacer
 from conversa.app.ports import (
     Driver,
     DriverError,
@@ -68,8 +69,11 @@ class Dispatcher:
         lease: timedelta,
         clock: Callable[[], datetime],
         telemetry: Telemetry | None = None,
+        pacers: Mapping[str, Pacer] | None = None,
     ) -> None:
         self.app = app
+        #: Each driver's pace (CONVERSA_<DRIVER>_MAX_PER_SECOND), shared with the drain.
+        self.pacers: Mapping[str, Pacer] = pacers or {}
         self.writer = writer
         self.view = view
         self.drivers = drivers
@@ -222,6 +226,8 @@ class Dispatcher:
                 break
             if message_id in resting:
                 continue
+            if not self._paced(message_id, stop):
+                break
             try:
                 if self.dispatch(message_id):
                     made += 1
@@ -232,6 +238,21 @@ class Dispatcher:
             else:
                 self._broken.pop(message_id, None)
         return made
+
+    def _paced(self, message_id: UUID, stop: StopSignal | None) -> bool:
+        """Wait for the pace of the message's driver; false when stopped meanwhile."""
+        if not self.pacers:
+            return True
+        row = self.view.get(message_id)
+        pacer = self.pacers.get(row.driver) if row is not None else None
+        if pacer is None:
+            return True
+        while not pacer.take(1):
+            if stop is None:
+                time.sleep(pacer.delay())
+            elif stop.wait(pacer.delay()):
+                return False
+        return True
 
     def _rest(self, message_id: UUID, now: datetime) -> None:
         failures = self._broken.get(message_id, (0, now))[0] + 1

@@ -8,6 +8,9 @@
 - The dispatcher makes the attempts that are due: retries after transient errors, and
   sends that a crash left unfinished. Every worker dispatches; each attempt is claimed in
   the event store first, so no two workers make the same one.
+- The drain (:mod:`conversa.app.drain`) sends the messages queued for the dispatcher
+  (asynchronous and batch sends) as soon as they are committed: one process at a time
+  (the ``dispatcher`` lock), the others stand by.
 """
 
 from __future__ import annotations
@@ -54,7 +57,12 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set. Database outages are waited out, not fatal."""
         helpers = [
-            threading.Thread(target=self.run_dispatcher, args=(stop,), name="conversa-dispatcher")
+            threading.Thread(target=self.run_dispatcher, args=(stop,), name="conversa-dispatcher"),
+            threading.Thread(
+                target=self.run_exclusive,
+                args=("dispatcher", self.service.drain.run, stop),
+                name="conversa-drain",
+            ),
         ]
         for subscription in self.service.subscriptions:
             runner = SubscriberRunner(
