@@ -63,6 +63,8 @@ MAX_PENDING = 10_000
 #: How long a message waits for its content in the payload store (CONVERSA_STORE_BODY=false:
 #: it is written right after the message's commit) before it is left to the due scan.
 PAYLOAD_WAIT = 5.0
+#: How often a wait looks whether the worker is stopping.
+STOP_CHECK = 0.5
 
 
 @dataclass(slots=True)
@@ -133,7 +135,7 @@ class Drain:
                 if waiting is not None:
                     stop.wait(waiting)
                 else:
-                    self._wait(signal)
+                    self._wait(signal, stop)
         finally:
             for pool in self._pools.values():
                 pool.shutdown(wait=True)
@@ -155,12 +157,20 @@ class Drain:
             start=read_to, limit=1, stop=head, topics=[QUEUED_TOPIC], inclusive_of_start=False
         )
 
-    def _wait(self, signal: EventSignal) -> None:
-        if self.notified_across_processes:
-            signal.wait(self.poll_seconds)
-        else:
-            self.local_wake.wait(self.poll_seconds)
-        self.local_wake.clear()
+    def _wait(self, signal: EventSignal, stop: StopSignal) -> None:
+        """Until woken, stopped, or the poll interval has passed."""
+        deadline = self.monotonic() + self.poll_seconds
+        while not stop.is_set():
+            left = deadline - self.monotonic()
+            if left <= 0:
+                return
+            slice_ = min(left, STOP_CHECK)
+            if self.notified_across_processes:
+                woken = signal.wait(slice_)
+            else:
+                woken = self.local_wake.wait(slice_)
+            if woken is not False:
+                return
 
     def _read(self) -> int:
         """Read the messages queued after the last one read; return how many."""
