@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from eventsourcing.domain import Aggregate
@@ -46,6 +47,7 @@ from conversa.app.ports import (
     StopSignal,
     SubscriberStore,
 )
+from conversa.app.provider_calls import WORST_CASE_PROVIDER_CALL
 from conversa.domain.content import Content
 from conversa.domain.message import ATTEMPT_BY_DISPATCHER, Message
 from conversa.domain.status import Status
@@ -65,6 +67,8 @@ MAX_PENDING = 10_000
 PAYLOAD_WAIT = 5.0
 #: How often a wait looks whether the worker is stopping.
 STOP_CHECK = 0.5
+#: Messages of one driver claimed in one round, at most (and at least its concurrency).
+ROUND_SIZE = 500
 
 
 @dataclass(slots=True)
@@ -81,7 +85,11 @@ class _Claimed:
     content: Content
     driver: str
     number: int
+    #: A call that cannot start by then might outlast the claim's lease: it is not made,
+    #: and the message is left to the due scan once the lease has run out.
+    call_by: datetime
     result: DriverResult = field(default_factory=DriverResult)
+    attempted: bool = False
 
 
 class Drain:
@@ -112,6 +120,8 @@ class Drain:
         self.pending_count = 0
         self._pending: dict[str, deque[_Pending]] = {}
         self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._stop_checked = float("-inf")
+        self._stop_seen = False
 
     # The loop
 
@@ -122,6 +132,7 @@ class Drain:
         self.read_to = saved
         self._pending = {}
         self.pending_count = 0
+        self._stop_checked, self._stop_seen = float("-inf"), False
         try:
             while not stop.is_set():
                 read = self._read()
@@ -215,7 +226,7 @@ class Drain:
         for name, lane in self._pending.items():
             if not lane:
                 continue
-            wanted = min(len(lane), self.concurrency)
+            wanted = min(len(lane), max(self.concurrency, ROUND_SIZE))
             pacer = self.pacers.get(name)
             if pacer is not None:
                 wanted = pacer.take(wanted)
@@ -229,8 +240,8 @@ class Drain:
             return 0, (min(waits) if waits else None)
         claimed = self._claim(chosen)
         if claimed:
-            self._attempt(claimed)
-            self._record(claimed)
+            self._attempt(claimed, stop)
+            self._record([entry for entry in claimed if entry.attempted])
         return len(claimed), None
 
     def _put_back(self, entries: list[_Pending]) -> None:
@@ -241,6 +252,7 @@ class Drain:
         dispatcher = self.dispatcher
         now = dispatcher.clock()
         lease_until = now + dispatcher.lease
+        call_by = lease_until - timedelta(seconds=WORST_CASE_PROVIDER_CALL)
         waiting: list[_Pending] = []
         ready: list[tuple[_Pending, Content]] = []
         for entry in chosen:
@@ -265,11 +277,14 @@ class Drain:
             if refusal is not None:
                 continue  # another process (a due scan, a report) acted on it first
             message = entry.message
-            claimed.append(_Claimed(message, content, dispatcher.drivers[message.channel].name, 1))
+            driver = dispatcher.drivers[message.channel].name
+            claimed.append(_Claimed(message, content, driver, 1, call_by))
         return claimed
 
-    def _attempt(self, claimed: list[_Claimed]) -> None:
-        """Make the provider calls, at most ``concurrency`` at once per driver."""
+    def _attempt(self, claimed: list[_Claimed], stop: StopSignal) -> None:
+        """Make the provider calls, at most ``concurrency`` at once per driver. Once the
+        worker is told to stop, the calls not yet started are not made (their messages
+        are recovered when the lease runs out): only those in flight are waited for."""
         by_driver: dict[str, list[_Claimed]] = {}
         for entry in claimed:
             by_driver.setdefault(entry.driver, []).append(entry)
@@ -280,13 +295,23 @@ class Drain:
                 pool = self._pools[name] = ThreadPoolExecutor(
                     max_workers=self.concurrency, thread_name_prefix=f"conversa-send-{name}"
                 )
-            futures.extend(pool.submit(self._call, entry) for entry in entries)
+            futures.extend(pool.submit(self._call, entry, stop) for entry in entries)
         for future in futures:
             future.result()
 
-    def _call(self, entry: _Claimed) -> None:
+    def _call(self, entry: _Claimed, stop: StopSignal) -> None:
         dispatcher = self.dispatcher
         message = entry.message
+        if self._stopping(stop):
+            return
+        if dispatcher.clock() > entry.call_by:
+            log.warning(
+                "message_id=%s waited too long for a provider call; leaving it to the due "
+                "scan once its lease runs out",
+                message.id,
+            )
+            return
+        entry.attempted = True
         driver = dispatcher.drivers[message.channel]
         reason = driver.unavailable_reason(message.channel)
         if reason is not None:
@@ -300,9 +325,20 @@ class Drain:
         )
         entry.result = dispatcher._call(driver, outbound)
 
+    def _stopping(self, stop: StopSignal) -> bool:
+        """``stop.is_set()``, asked at most every STOP_CHECK seconds: asking can be a round
+        trip (whether the lock is still held), and every call of a round asks."""
+        now = self.monotonic()
+        if now - self._stop_checked >= STOP_CHECK:
+            self._stop_seen = stop.is_set()
+            self._stop_checked = now
+        return self._stop_seen
+
     def _record(self, claimed: list[_Claimed]) -> None:
         """Record the outcomes together; one refused (a report got there first) is
         recorded again on its own, from the stored message."""
+        if not claimed:
+            return
         dispatcher = self.dispatcher
         now = dispatcher.clock()
         groups: list[list[Aggregate]] = []
