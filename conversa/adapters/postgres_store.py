@@ -30,6 +30,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool.base import AttemptWithBackoff
 
+from conversa.adapters.postgres_insert import ColumnarApplicationRecorder
 from conversa.app.outage import DatabaseUnavailable
 
 #: Conversa's keys in the event store's environment.
@@ -43,7 +44,10 @@ _STREAK_GAP = 1.0
 
 
 class ConversaPostgresFactory(PostgresFactory):
-    """``PostgresFactory`` whose datastore is an :class:`OutageAwareDatastore`."""
+    """``PostgresFactory`` whose datastore is an :class:`OutageAwareDatastore`, and whose
+    events are inserted as columns (:mod:`conversa.adapters.postgres_insert`)."""
+
+    application_recorder_class = ColumnarApplicationRecorder
 
     def __init__(self, env: Environment | EnvType | None) -> None:
         # The library reads and checks its own keys and builds a datastore whose pool is

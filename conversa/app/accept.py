@@ -196,13 +196,23 @@ class Acceptor:
                 )
         if created:
             service.wake_dispatcher()
+            # One line per message for a single send, as send() logs; one per batch
+            # otherwise (a thousand lines per request would cost more than the request).
+            each = log.info if len(items) == 1 else log.debug
             for entry in created:
-                log.info(
+                each(
                     "queued message_id=%s channel=%s to=%s driver=%s for the dispatcher",
                     entry.message.id,
                     entry.message.channel,
                     entry.message.to.masked(),
                     entry.message.driver,
+                )
+            if len(items) > 1:
+                log.info(
+                    "queued %d messages for the dispatcher (%d items, %d refused)",
+                    len(created),
+                    len(items),
+                    sum(1 for outcome in outcomes.values() if outcome.error is not None),
                 )
         return [outcomes[index] for index in range(len(items))]
 
