@@ -295,9 +295,22 @@ class Drain:
                 pool = self._pools[name] = ThreadPoolExecutor(
                     max_workers=self.concurrency, thread_name_prefix=f"conversa-send-{name}"
                 )
-            futures.extend(pool.submit(self._call, entry, stop) for entry in entries)
+            # As many tasks as calls may run at once, each taking the next message until
+            # none is left: a slow call holds up only its own task, and a round of
+            # hundreds of quick calls costs a few dozen tasks, not hundreds.
+            waiting = deque(entries)
+            tasks = min(self.concurrency, len(entries))
+            futures.extend(pool.submit(self._call_each, waiting, stop) for _ in range(tasks))
         for future in futures:
             future.result()
+
+    def _call_each(self, waiting: deque[_Claimed], stop: StopSignal) -> None:
+        while True:
+            try:
+                entry = waiting.popleft()  # atomic: the tasks share the deque
+            except IndexError:
+                return
+            self._call(entry, stop)
 
     def _call(self, entry: _Claimed, stop: StopSignal) -> None:
         dispatcher = self.dispatcher
