@@ -8,8 +8,8 @@ as for the synchronous send: the same key with the same request replays the stor
 message, with a different request it is refused (``idempotency_key_mismatch``).
 
 A batch is validated item by item (an invalid item is refused alone) and recorded in
-chunks, each chunk one transaction (``Writer.save_each``): an item whose key was used
-before is refused by the store on its own and answered as a replay, the others commit.
+one transaction (``Writer.save_each``): an item whose key was used before is refused by
+the store on its own and answered as a replay, the others commit.
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ log = logging.getLogger(__name__)
 
 #: Most messages in one batch.
 MAX_BATCH = 1000
-#: Messages recorded in one transaction.
-CHUNK = 500
+#: Messages recorded in one transaction: a whole batch, so that a batch whose request died
+#: before its answer was recorded whole or not at all (unless one of its items conflicted:
+#: then each is saved on its own, and retrying with the same keys finishes it).
+CHUNK = MAX_BATCH
 #: The fields of a batch item: the single send's body, and its idempotency key.
 ITEM_FIELDS = frozenset({"channel", "to", "body", "template", "from", "meta", "idempotency_key"})
 #: Where the dispatcher's position is kept, among the subscribers' positions.

@@ -262,7 +262,7 @@ class ConversaService:
         self, items: Sequence[Mapping[str, Any]], *, scope: str = LOCAL_SCOPE
     ) -> list[BatchItemResult]:
         """Queue many messages for the dispatcher at once, each refused or recorded on its
-        own (one transaction per chunk of 500). Each item is a mapping as the HTTP batch
+        own (in one transaction; see accept.py). Each item is a mapping as the HTTP batch
         item: ``channel``, ``to``, ``body`` or ``template``, and optionally ``from``,
         ``meta`` and ``idempotency_key``. Returns one :class:`BatchItemResult` per item, in
         order. At most :data:`~conversa.app.accept.MAX_BATCH` items."""
