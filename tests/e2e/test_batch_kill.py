@@ -124,7 +124,7 @@ def test_a_killed_server_leaves_every_batch_whole(postgres_url: str, tmp_path: P
     with bootstrap(make_settings(postgres_url)) as service:
         for number in unanswered:
             before = recorded(number)
-            results = service.send_batch(batch(number), scope=scope)
-            replayed = sum(1 for r in results if r.result is not None and r.result.replayed)
+            again = service.send_batch(batch(number), scope=scope)
+            replayed = sum(1 for r in again if r.result is not None and r.result.replayed)
             assert replayed == before
-            assert all(r.accepted for r in results)
+            assert all(r.accepted for r in again)
