@@ -3,11 +3,12 @@ refused on its own, all sent afterwards by the dispatcher."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 from conversa.adapters.http.bodies import read_json_object
 from conversa.adapters.http.errors import invalid
@@ -15,14 +16,14 @@ from conversa.adapters.http.messages import valid_idempotency_key
 from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.state import application_request, http_state
 from conversa.app.accept import MAX_BATCH, BatchItemResult
-from conversa.app.service import MAX_IDEMPOTENCY_KEY
+from conversa.app.service import MAX_IDEMPOTENCY_KEY, ConversaService
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
 
 #: The largest batch body: 1,000 messages of a few kilobytes each.
 MAX_BATCH_BODY = 8 * 1024 * 1024
 
 
-async def send_batch(request: Request) -> JSONResponse:
+async def send_batch(request: Request) -> Response:
     context = await application_request(request)
     refuse_unknown_parameters(request, ())
     document = await read_json_object(request, MAX_BATCH_BODY)
@@ -43,18 +44,36 @@ async def send_batch(request: Request) -> JSONResponse:
                 f"idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters",
             )
     accepted = [i for i in range(len(items)) if i not in refused]
-    results = await run_in_threadpool(
-        context.service.send_batch, [items[i] for i in accepted], scope=str(context.token.id)
+    body, created = await run_in_threadpool(
+        _send_and_render, context.service, items, accepted, refused, str(context.token.id)
     )
+    counter = http_state(request).metrics.messages_sent
+    for channel, status in created:
+        counter.labels(channel, status).inc()
+    return Response(body, status_code=202, media_type="application/json")
+
+
+def _send_and_render(
+    service: ConversaService,
+    items: list[Any],
+    accepted: list[int],
+    refused: dict[int, InvalidRequest],
+    scope: str,
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """Record the batch and render the answer, both off the event loop: a thousand
+    message resources take a while to encode, and other requests should not wait."""
+    results = service.send_batch([items[i] for i in accepted], scope=scope)
     by_index: dict[int, dict[str, Any]] = {
         index: _refused(index, error) for index, error in refused.items()
     }
-    counter = http_state(request).metrics.messages_sent
+    created: list[tuple[str, str]] = []
     for index, outcome in zip(accepted, results, strict=True):
         by_index[index] = _item(index, outcome)
         if outcome.result is not None and not outcome.result.replayed:
-            counter.labels(outcome.result.message.channel, outcome.result.status).inc()
-    return JSONResponse({"data": [by_index[i] for i in range(len(items))]}, status_code=202)
+            created.append((outcome.result.message.channel, outcome.result.status))
+    document = {"data": [by_index[i] for i in range(len(items))]}
+    body = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return body.encode(), created
 
 
 def _item(index: int, outcome: BatchItemResult) -> dict[str, Any]:
