@@ -155,17 +155,16 @@ def test_a_batch_records_valid_items_refuses_the_others_and_all_are_sent_once(
         service.send_batch([items[0]] * 1001)
 
 
+@pytest.mark.postgres
 def test_another_process_queues_and_the_running_dispatcher_is_woken(
-    backend_url: str, driver: CountingDriver
+    postgres_url: str, driver: CountingDriver
 ) -> None:
-    """On PostgreSQL, NOTIFY reaches the dispatcher of another process; on SQLite there is
-    no such signal, and a second process's message waits for the poll (not tested here: a
-    wait of ten minutes)."""
-    if backend_url.startswith("sqlite"):
-        pytest.skip("SQLite wakes the dispatcher of the queuing process only")
+    """On PostgreSQL, NOTIFY reaches the dispatcher of another process (another service
+    here, with connections of its own). SQLite has no such signal: there a message queued
+    by another process waits for the poll."""
     with ExitStack() as stack:
-        worker = stack.enter_context(open_service(backend_url, driver))
-        client = stack.enter_context(open_service(backend_url, CountingDriver()))
+        worker = stack.enter_context(open_service(postgres_url, driver))
+        client = stack.enter_context(open_service(postgres_url, CountingDriver()))
         stack.enter_context(worker.running())
         queued = client.queue("sms", TO, {"body": "from elsewhere"})
         wait_sent(worker, str(queued.message_id))
