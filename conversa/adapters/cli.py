@@ -132,7 +132,7 @@ def migrate_command() -> None:
     "--csv",
     "csv_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Send every row of this CSV file instead (see below).",
+    help="Send every row of this CSV file instead (see above).",
 )
 @click.option(
     "--batch-size",
@@ -276,6 +276,13 @@ def send_csv(settings: Settings, path: Path, *, batch_size: int, wait: bool) -> 
             if batch:
                 flush()
             fail(f"{path.name}: {error}", 2)
+        except KeyboardInterrupt:
+            progress.stop()
+            fail(
+                f"interrupted after {sum(counts.values())} rows; run the same command again "
+                "to resume (what was recorded is recognised by its key)",
+                130,
+            )
     for line in refusals:
         click.echo(line, err=True)
     rows = sum(counts.values())
