@@ -15,9 +15,11 @@ import pytest
 from conversa.adapters.providers.log import LogDriver
 from conversa.app.bootstrap import bootstrap, migrate
 from conversa.app.ports import DriverResult, OutboundMessage
+from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.service import ConversaService
 from conversa.domain.channel import Channel
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
+from conversa.domain.status import Status
 from tests.support import make_settings
 
 TO = "+15551234567"
@@ -220,3 +222,45 @@ def test_pacing_is_wired_from_the_settings(backend_url: str, driver: CountingDri
         assert all(driver.calls[str(r.result.message_id)] == 1 for r in results if r.result)
         # The burst was spent: the pacer has not refilled a whole burst since.
         assert pacer.take(100) < 100
+
+
+class ReportingDriver(CountingDriver):
+    """A provider that calls back before its answer is recorded: while the dispatcher
+    waits for ``send``, a delivery report for the message arrives and is recorded."""
+
+    service: ConversaService | None = None
+
+    def send(self, message: OutboundMessage) -> DriverResult:
+        result = super().send(message)
+        assert self.service is not None and result.provider_message_id is not None
+        outcome = self.service.record_report(
+            StatusReport(
+                provider="log",
+                provider_message_id=result.provider_message_id,
+                message_id=message.message_id,
+                status=Status.DELIVERED,
+                raw_status="delivered",
+            )
+        )
+        assert outcome is ReportOutcome.APPLIED
+        return result
+
+
+def test_a_report_recorded_during_the_call_is_kept_with_the_outcome(backend_url: str) -> None:
+    driver = ReportingDriver()
+    with open_service(backend_url, driver) as service:
+        driver.service = service
+        results = service.send_batch(
+            [{"channel": "sms", "to": TO, "body": f"fast provider {n}"} for n in range(5)]
+        )
+        with service.running():
+            pass
+        for item in results:
+            assert item.result is not None
+            state, events = service.message_history(item.result.message_id)
+            # The outcome's save was refused (the report moved the message on first) and
+            # recorded again on the message as it stood: delivered, with its provider id.
+            assert state.status == "delivered"
+            assert state.provider_message_id is not None
+            assert [e["type"] for e in events] == ["queued", "attempt_started", "delivered", "sent"]
+            assert driver.calls[str(item.result.message_id)] == 1
