@@ -37,6 +37,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
 from conversa.app.accept import DRAIN_POSITION
+from conversa.app.dispatch import _payload_expired
+from conversa.app.messages import update_message
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.pacing import Pacer
 from conversa.app.ports import (
@@ -58,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUEUED_TOPIC = get_topic(Message.Queued)
+#: The lock under which one process at a time drains (see Worker.run_exclusive).
+DRAIN_LOCK = "dispatcher"
 #: Notifications read from the store at once.
 READ_BATCH = 1000
 #: Messages read ahead of their claim, at most.
@@ -118,10 +122,16 @@ class Drain:
         #: messages are read but not yet claimed or in flight.
         self.read_to: int | None = None
         self.pending_count = 0
+        #: Set once this process's worker has tried the drain's lock: ``holds`` says
+        #: whether it got it (else another process drains).
+        self.tried = threading.Event()
+        self.holds = False
         self._pending: dict[str, deque[_Pending]] = {}
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._stop_checked = float("-inf")
         self._stop_seen = False
+        #: True while a round has messages in hand (claiming, calling, recording).
+        self._busy = False
 
     # The loop
 
@@ -154,13 +164,17 @@ class Drain:
             self.read_to = None
             self.pending_count = 0
 
+    def lock_attempted(self, acquired: bool) -> None:
+        self.holds = acquired
+        self.tried.set()
+
     def caught_up(self, head: int) -> bool:
         """Whether this process's drain has claimed and finished every message queued for
         it up to notification ``head`` (false when it does not run here)."""
         read_to = self.read_to
         if read_to is None:
             return False
-        if self.pending_count:
+        if self.pending_count or self._busy:
             return False
         if read_to >= head:
             return True
@@ -221,6 +235,13 @@ class Drain:
     def _round(self, stop: StopSignal) -> tuple[int, float | None]:
         """Claim and attempt what each driver may send now; return how many attempts were
         made, and (when nothing could be) how long until a pacer lets one more go."""
+        self._busy = True
+        try:
+            return self._round_busy(stop)
+        finally:
+            self._busy = False
+
+    def _round_busy(self, stop: StopSignal) -> tuple[int, float | None]:
         chosen: list[_Pending] = []
         waits: list[float] = []
         for name, lane in self._pending.items():
@@ -254,18 +275,13 @@ class Drain:
         lease_until = now + dispatcher.lease
         call_by = lease_until - timedelta(seconds=WORST_CASE_PROVIDER_CALL)
         waiting: list[_Pending] = []
-        ready: list[tuple[_Pending, Content]] = []
+        ready: list[tuple[_Pending, Content | None]] = []
         for entry in chosen:
             content = entry.content or dispatcher.payloads.get(entry.message.id)
-            if content is None:
-                if self.monotonic() - entry.seen < PAYLOAD_WAIT:
-                    waiting.append(entry)  # written right after the commit: look again
-                    continue
-                log.warning(
-                    "no content for message_id=%s; leaving it to the due scan",
-                    entry.message.id,
-                )
-            elif entry.message.claim_queued(lease_until):
+            if content is None and self.monotonic() - entry.seen < PAYLOAD_WAIT:
+                waiting.append(entry)  # written right after the commit: look again
+                continue
+            if entry.message.claim_queued(lease_until):
                 ready.append((entry, content))
         self._put_back(waiting)
         self.pending_count -= len(chosen) - len(waiting)
@@ -277,6 +293,12 @@ class Drain:
             if refusal is not None:
                 continue  # another process (a due scan, a report) acted on it first
             message = entry.message
+            if content is None:
+                # Its content never reached the payload store (CONVERSA_STORE_BODY=false
+                # and its request died right after the commit): it cannot be sent.
+                log.warning("no content for message_id=%s; failing it", message.id)
+                update_message(dispatcher.app, dispatcher.writer, message.id, _payload_expired)
+                continue
             driver = dispatcher.drivers[message.channel].name
             claimed.append(_Claimed(message, content, driver, 1, call_by))
         return claimed

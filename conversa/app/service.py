@@ -20,7 +20,7 @@ from eventsourcing.persistence import IntegrityError
 from conversa.app.accept import MAX_BATCH, Acceptor, BatchItemResult
 from conversa.app.application import ConversaApp
 from conversa.app.dispatch import Dispatcher
-from conversa.app.drain import Drain
+from conversa.app.drain import DRAIN_LOCK, Drain
 from conversa.app.history import describe
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import MessageNotFound, load_message
@@ -145,6 +145,7 @@ class ConversaService:
             local_wake=self._dispatch_wake,
             notified_across_processes=backend.kind == "postgresql",
         )
+        self.dispatcher.drain_runs = self._drain_runs
 
     @classmethod
     def from_env(
@@ -270,6 +271,13 @@ class ConversaService:
             raise InvalidRequest("messages", f"a batch holds at most {MAX_BATCH} messages")
         return self.acceptor.accept(items, scope)
 
+    def _drain_runs(self) -> bool:
+        """Whether a drain runs, here or in another process (it holds the lock)."""
+        if self.drain.read_to is not None:
+            return True
+        with self.backend.lock(DRAIN_LOCK) as lock:
+            return not lock
+
     def wake_dispatcher(self) -> None:
         """Tell this process's dispatcher that messages were queued."""
         self._dispatch_wake.set()
@@ -370,6 +378,7 @@ class ConversaService:
                 raise RuntimeError("the service is already running")
             self._running = True
         stop = threading.Event()
+        self.drain.tried.clear()  # what this run's worker finds, not an earlier run's
         thread = Worker(self).start(stop)
         try:
             yield
@@ -391,7 +400,7 @@ class ConversaService:
             ]
             if self.projector().status().position < head:
                 behind.append("the projection")
-            if self.drain.read_to is not None and not self.drain.caught_up(head):
+            if self._drain_behind(head):
                 behind.append("the dispatcher")
             if not behind:
                 return
@@ -404,6 +413,16 @@ class ConversaService:
                 )
                 return
             time.sleep(DRAIN_POLL)
+
+    def _drain_behind(self, head: int) -> bool:
+        """Whether this process's drain has yet to send what was queued up to ``head``
+        (false when another process drains)."""
+        drain = self.drain
+        if not drain.tried.is_set():
+            return True  # starting: it is about to take the lock, or to stand by
+        if not drain.holds:
+            return False
+        return not drain.caught_up(head)
 
     def record_report(self, report: StatusReport) -> ReportOutcome:
         """Apply a provider's status report (see :class:`Reporter`)."""

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from conversa.app.drain import DRAIN_LOCK
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.ports import EventSignal, Lock, StopSignal
 from conversa.app.provider_calls import SHUTDOWN_GRACE_SECONDS
@@ -60,7 +61,8 @@ class Worker:
             threading.Thread(target=self.run_dispatcher, args=(stop,), name="conversa-dispatcher"),
             threading.Thread(
                 target=self.run_exclusive,
-                args=("dispatcher", self.service.drain.run, stop),
+                args=(DRAIN_LOCK, self.service.drain.run, stop),
+                kwargs={"on_attempt": self.service.drain.lock_attempted},
                 name="conversa-drain",
             ),
         ]
@@ -107,6 +109,8 @@ class Worker:
         name: str,
         follow: Callable[[StopSignal, EventSignal], None],
         stop: threading.Event,
+        *,
+        on_attempt: Callable[[bool], None] | None = None,
     ) -> None:
         """Run ``follow`` while this process holds the lock ``name``; stand by while another
         process does. ``follow`` returns when its stop signal is set: when ``stop`` is, or
@@ -116,6 +120,8 @@ class Worker:
         while not stop.is_set():
             try:
                 with backend.lock(name) as lock:
+                    if on_attempt is not None:
+                        on_attempt(bool(lock))
                     if not lock:
                         if not standing_by:
                             log.info("another process runs %s; standing by", name)

@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -26,6 +28,17 @@ TO = "+15551234567"
 READY = "Your table is ready"
 POLL = "600"
 WITHIN = 20.0
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
 
 
 class CountingDriver(LogDriver):
@@ -264,3 +277,35 @@ def test_a_report_recorded_during_the_call_is_kept_with_the_outcome(backend_url:
             assert state.provider_message_id is not None
             assert [e["type"] for e in events] == ["queued", "attempt_started", "delivered", "sent"]
             assert driver.calls[str(item.result.message_id)] == 1
+
+
+def test_the_due_scan_leaves_queued_messages_to_a_running_drain(
+    backend_url: str, driver: CountingDriver
+) -> None:
+    clock = Clock()
+    config = make_settings(backend_url, dispatch_poll_seconds=POLL)
+    migrate(config)
+    drivers = {Channel.SMS: driver, Channel.WHATSAPP: driver}
+    with bootstrap(config, drivers=drivers, clock=clock) as service:
+        # Nothing drains yet: the probe takes the drain's lock, so none runs anywhere.
+        assert not service._drain_runs()
+        queued = service.queue("sms", TO, {"body": "behind a long backlog"})
+        service.projector().catch_up()
+        clock.advance(service.lease.total_seconds() + 1)  # its recovery time has come
+
+        # A drain runs elsewhere (it holds the lock), far behind: the scan leaves it be.
+        with ExitStack() as stack:
+            other = stack.enter_context(open_service(backend_url, CountingDriver()))
+            lock = stack.enter_context(other.backend.lock("dispatcher"))
+            assert lock
+            assert service._drain_runs()
+            assert service.dispatcher.dispatch_due() == 0
+        assert driver.calls[str(queued.message_id)] == 0
+        assert service.get_message(queued.message_id).status == "queued"
+
+        # No drain runs any more: the due scan recovers it, as a crashed send.
+        service.dispatcher._drain_seen = (float("-inf"), False)
+        service.dispatcher._drains.clear()
+        assert service.dispatcher.dispatch_due() == 1
+        assert driver.calls[str(queued.message_id)] == 1
+        assert service.get_message(queued.message_id).status == "sent"
