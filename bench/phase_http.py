@@ -143,7 +143,19 @@ def _sends(config: Config, mine: Target, theirs: Target, rss: RssSampler) -> lis
                         else ""
                     )
                 )
-                if name == "async" and result.items:
+                if name != "crud":
+                    # Requests wrk gave up on at the end of the round (a batch of 1,000
+                    # can outlast it) still run in the server: let them finish first.
+                    probes.wait_quiet(_conninfo(mine))
+                if name == "batch":
+                    # What the batches queued is sent before the next round, which must
+                    # not share the machine with it (nor count it as its own drain).
+                    try:
+                        probes.wait_drained(_conninfo(mine))
+                    except TimeoutError as error:
+                        drain_problems.append(str(error))
+                    probes.wait_projected(_conninfo(mine))
+                elif name == "async" and result.items:
                     try:
                         drained = probes.wait_drained(_conninfo(mine))
                     except TimeoutError as error:

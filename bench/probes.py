@@ -13,6 +13,8 @@ import httpx
 import psycopg
 
 PROJECTION_TIMEOUT_SECONDS = 600
+#: The topic of a message's first event: one is stored for every message recorded.
+QUEUED_TOPIC = "conversa.domain.message:Message.Queued"
 LAG_TIMEOUT_SECONDS = 30
 
 
@@ -84,6 +86,33 @@ def wait_projected(conninfo: str, timeout: float = PROJECTION_TIMEOUT_SECONDS) -
                 raise TimeoutError(msg)
             time.sleep(0.2)
     return time.monotonic() - started
+
+
+def wait_quiet(
+    conninfo: str, *, quiet: float = 1.0, timeout: float = PROJECTION_TIMEOUT_SECONDS
+) -> None:
+    """Wait until no new message has been recorded for ``quiet`` seconds: until the server
+    has finished the requests the load generator gave up on at the end of a round."""
+    started = time.monotonic()
+    query = (
+        "SELECT notification_id FROM conversa_events WHERE topic = %s "
+        "ORDER BY notification_id DESC LIMIT 1"
+    )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        last = None
+        since = time.monotonic()
+        while True:
+            row = conn.execute(query, (QUEUED_TOPIC,)).fetchone()
+            head = row[0] if row is not None else 0
+            now = time.monotonic()
+            if head != last:
+                last, since = head, now
+            elif now - since >= quiet:
+                return
+            if now - started > timeout:
+                msg = f"the server was still recording messages after {timeout:.0f} s"
+                raise TimeoutError(msg)
+            time.sleep(0.1)
 
 
 def wait_drained(conninfo: str, timeout: float = PROJECTION_TIMEOUT_SECONDS) -> float:

@@ -29,7 +29,7 @@ from conversa.app.projection import MessageQuery
 from conversa.app.projector import DEFAULT_BATCH_SIZE
 from conversa.app.service import ConversaService
 from conversa.domain.content import Body
-from conversa.domain.message import Message
+from conversa.domain.message import ATTEMPT_BY_REQUEST, Message
 from conversa.domain.phone import PhoneNumber
 from conversa.domain.status import Status
 
@@ -51,6 +51,7 @@ def seeded_messages(count: int) -> Iterator[Message]:
             fingerprint="x",
             next_attempt_at=None,
             nonce=None,
+            attempt_by=ATTEMPT_BY_REQUEST,
         )
         message.record_accepted(f"log-{n}", {"driver": "log"})
         if n % 2 == 0:

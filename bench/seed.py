@@ -34,7 +34,7 @@ from psycopg import sql
 
 from conversa.app.application import ConversaApp
 from conversa.domain.content import Body
-from conversa.domain.message import Message
+from conversa.domain.message import ATTEMPT_BY_REQUEST, Message
 from conversa.domain.phone import PhoneNumber
 from conversa.domain.provider_message import ProviderMessage, provider_message_id_for
 from conversa.domain.status import Status
@@ -153,6 +153,7 @@ def domain_events(spec: MessageSpec) -> list[Any]:
         fingerprint=FINGERPRINT,
         next_attempt_at=spec.created_at + LEASE,
         nonce=None,
+        attempt_by=ATTEMPT_BY_REQUEST,
     )
     if spec.outcome is Status.FAILED:
         message.record_attempt_failed("invalid_recipient", "the provider refused the number")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conversa.app.settings import Settings
 from conversa.domain.content import Body, Content
-from conversa.domain.message import Message, message_id_for
+from conversa.domain.message import ATTEMPT_BY_REQUEST, Message, message_id_for
 from conversa.domain.phone import PhoneNumber
 
 
@@ -62,4 +62,5 @@ def queued_message(
         fingerprint="f",
         next_attempt_at=None,
         nonce=None,
+        attempt_by=ATTEMPT_BY_REQUEST,
     )

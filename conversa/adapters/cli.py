@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -18,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from conversa._version import installed_version
 from conversa.adapters import logs
+from conversa.adapters.csv_send import CsvProblem, Row, count_rows, read_rows
+from conversa.app.accept import MAX_BATCH
 from conversa.app.bootstrap import SchemaMissing, bootstrap, migrate
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.provider_calls import SHUTDOWN_GRACE_SECONDS
@@ -117,26 +120,72 @@ def migrate_command() -> None:
 
 
 @main.command()
-@click.option("--channel", required=True, type=click.Choice(["sms", "whatsapp"]))
-@click.option("--to", "to", required=True, help="Recipient, E.164 (+15551234567).")
+@click.option("--channel", type=click.Choice(["sms", "whatsapp"]))
+@click.option("--to", "to", help="Recipient, E.164 (+15551234567).")
 @click.option("--body", help="Free text.")
 @click.option("--template", help="Template name (see CONVERSA_TEMPLATES_FILE).")
 @click.option("--var", "variables", multiple=True, help="Template variable; repeat in order.")
 @click.option("--idempotency-key", help="Repeat-safe key: the same key sends once.")
 @click.option("--from", "sender", help="Sender, when the driver lets you choose.")
 @click.option("--meta", help="JSON object stored with the message.")
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Send every row of this CSV file instead (see above).",
+)
+@click.option(
+    "--batch-size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, MAX_BATCH),
+    help="With --csv: rows recorded per transaction.",
+)
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="With --csv: also send them from this process, and return once all are sent.",
+)
 def send(
-    channel: str,
-    to: str,
+    channel: str | None,
+    to: str | None,
     body: str | None,
     template: str | None,
     variables: tuple[str, ...],
     idempotency_key: str | None,
     sender: str | None,
     meta: str | None,
+    csv_file: Path | None,
+    batch_size: int,
+    wait: bool,
 ) -> None:
-    """Send one message and print it as JSON."""
+    """Send one message and print it as JSON; or, with --csv FILE, queue every row of a
+    CSV file for the dispatcher, in batches, with a progress bar and a summary.
+
+    \b
+    The CSV file has a header row naming its columns: channel, to, and body or
+    template (with variables, a JSON array such as ["Ada","42"]); optionally
+    idempotency_key, from, and meta (a JSON object).
+
+    \b
+    Running the same file again records nothing twice, so an interrupted run is
+    resumed by running it again. A row without an idempotency_key gets a key derived
+    from its content (and from how many identical rows come before it): the same row
+    is the same message; an edited row is a new one.
+
+    \b
+    The messages are sent by a worker (conversa worker, or conversa serve), or by this
+    process with --wait. Exit status 1 when any row was refused (each is named by its
+    line), 0 otherwise.
+    """
     settings = load_settings()
+    if csv_file is not None:
+        if channel or to or body or template or variables or idempotency_key or sender or meta:
+            fail("--csv takes the messages from the file: give no other message option", 2)
+        send_csv(settings, csv_file, batch_size=batch_size, wait=wait)
+        return
+    if channel is None or to is None:
+        fail("give --channel and --to (or --csv FILE)", 2)
     payload: dict[str, Any] = {"body": body}
     if template is not None:
         payload = {"body": body, "template": {"name": template, "variables": list(variables)}}
@@ -160,6 +209,103 @@ def send(
     click.echo(json.dumps(result.message.as_dict(), indent=2))
     if not result.ok:
         sys.exit(1)
+
+
+def send_csv(settings: Settings, path: Path, *, batch_size: int, wait: bool) -> None:
+    """Queue the rows of ``path`` in batches; summary on standard output, the refused rows
+    on standard error."""
+    try:
+        total = count_rows(path)
+    except (OSError, UnicodeDecodeError) as error:
+        fail(f"cannot read {path}: {error}", 2)
+    counts = {"queued": 0, "already recorded": 0, "refused": 0}
+    derived = 0
+    refusals: list[str] = []
+
+    def refuse(row: Row, field: str, message: str) -> None:
+        counts["refused"] += 1
+        refusals.append(f"line {row.line}: {field}: {message}")
+
+    with (
+        opened_service(settings) as service,
+        path.open(newline="", encoding="utf-8-sig") as handle,
+        service.running() if wait else _nothing(),
+        Progress(
+            TextColumn("sending {task.fields[name]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[summary]}"),
+            TimeElapsedColumn(),
+            console=_stderr_console(),
+        ) as progress,
+    ):
+        task = progress.add_task("rows", total=total, name=path.name, summary="")
+        batch: list[Row] = []
+
+        def flush() -> None:
+            results = service.send_batch([row.item for row in batch if row.item is not None])
+            for row, outcome in zip(batch, results, strict=True):
+                if outcome.error is not None:
+                    field = getattr(outcome.error, "field", outcome.error.code)
+                    refuse(row, field, outcome.error.message)
+                elif outcome.result is not None and outcome.result.replayed:
+                    counts["already recorded"] += 1
+                else:
+                    counts["queued"] += 1
+            progress.update(
+                task,
+                advance=len(batch),
+                summary=", ".join(f"{n} {what}" for what, n in counts.items() if n),
+            )
+            batch.clear()
+
+        try:
+            for row in read_rows(handle):
+                if row.item is None:
+                    assert row.problem is not None
+                    refuse(row, *row.problem)
+                    progress.update(task, advance=1)
+                    continue
+                derived += row.derived_key
+                batch.append(row)
+                if len(batch) >= batch_size:
+                    flush()
+            if batch:
+                flush()
+        except CsvProblem as error:
+            if batch:
+                flush()
+            fail(f"{path.name}: {error}", 2)
+        except KeyboardInterrupt:
+            progress.stop()
+            fail(
+                f"interrupted after {sum(counts.values())} rows; run the same command again "
+                "to resume (what was recorded is recognised by its key)",
+                130,
+            )
+    for line in refusals:
+        click.echo(line, err=True)
+    rows = sum(counts.values())
+    click.echo(
+        f"{rows} rows: {counts['queued']} queued, {counts['already recorded']} already "
+        f"recorded (by an earlier run), {counts['refused']} refused"
+        + (f"; {derived} keys derived from row content" if derived else "")
+    )
+    if not wait and counts["queued"]:
+        click.echo("a worker (conversa worker, or conversa serve) sends them")
+    if counts["refused"]:
+        sys.exit(1)
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @main.command()

@@ -212,13 +212,16 @@ class PostgresEventSignal:
         self._conn = psycopg.connect(conninfo, autocommit=True)
         self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
+        """Return once notified (true) or after ``timeout`` seconds (false)."""
+        notified = False
         with _translated_errors():
             for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-                pass
+                notified = True
             # Drain whatever else arrived meanwhile: one wake-up covers them all.
             for _ in self._conn.notifies(timeout=0.001):
-                pass
+                notified = True
+        return notified
 
     def close(self) -> None:
         self._conn.close()

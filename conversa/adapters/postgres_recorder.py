@@ -17,12 +17,16 @@ from typing import Any
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg.pq import TransactionStatus
 
+from conversa.adapters.postgres_insert import ColumnarApplicationRecorder
 
-class OneTripApplicationRecorder(PostgresApplicationRecorder):
+
+class OneTripApplicationRecorder(ColumnarApplicationRecorder):
+    """The columnar insert (:mod:`.postgres_insert`), sent with its COMMIT in one trip."""
+
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -39,9 +43,7 @@ class OneTripApplicationRecorder(PostgresApplicationRecorder):
                 with conn.pipeline(), conn.transaction():
                     self._lock_table(locking)
                     self._notify_channel(locking)
-                    PostgresAggregateRecorder._insert_stored_events(
-                        self, inserting, stored_events, **kwargs
-                    )
+                    self._insert_rows(inserting, stored_events)
                 # The pipeline has been synchronised and committed: the rows are there.
                 return self._fetch_ids_after_insert_events(inserting, stored_events, **kwargs)
             except psycopg.Error:

@@ -46,7 +46,8 @@ _STREAK_GAP = 1.0
 
 class ConversaPostgresFactory(PostgresFactory):
     """``PostgresFactory`` whose datastore is an :class:`OutageAwareDatastore`, and whose
-    application recorder inserts in one round trip (:mod:`.postgres_recorder`)."""
+    application recorder inserts events as columns, in one round trip
+    (:mod:`.postgres_insert`, :mod:`.postgres_recorder`)."""
 
     application_recorder_class = OneTripApplicationRecorder
 

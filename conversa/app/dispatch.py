@@ -21,6 +21,7 @@ from eventsourcing.persistence import IntegrityError
 from conversa.app.application import ConversaApp
 from conversa.app.messages import load_message, update_message
 from conversa.app.outage import DATABASE_OUTAGE
+from conversa.app.pacing import Pacer
 from conversa.app.ports import (
     Driver,
     DriverError,
@@ -44,7 +45,7 @@ from conversa.app.unfinished import UnfinishedSends
 from conversa.app.writer import Writer
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content
-from conversa.domain.message import Message
+from conversa.domain.message import ATTEMPT_BY_DISPATCHER, Message
 from conversa.domain.status import Status
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ DUE_BATCH = 100
 #: A message whose dispatch raised is left alone this long, doubling up to the maximum.
 BROKEN_BACKOFF = timedelta(seconds=5)
 BROKEN_BACKOFF_MAX = timedelta(minutes=10)
+#: How often the due scan looks whether a drain runs.
+DRAIN_CHECK = 2.0
 
 
 class Dispatcher:
@@ -68,8 +71,11 @@ class Dispatcher:
         lease: timedelta,
         clock: Callable[[], datetime],
         telemetry: Telemetry | None = None,
+        pacers: Mapping[str, Pacer] | None = None,
     ) -> None:
         self.app = app
+        #: Each driver's pace (CONVERSA_<DRIVER>_MAX_PER_SECOND), shared with the drain.
+        self.pacers: Mapping[str, Pacer] = pacers or {}
         self.writer = writer
         self.view = view
         self.drivers = drivers
@@ -81,6 +87,10 @@ class Dispatcher:
         self._broken: dict[UUID, tuple[int, datetime]] = {}
         self.telemetry = telemetry or NoTelemetry()
         self.unfinished = UnfinishedSends(self)
+        #: Whether a drain runs (in any process); wired by the service. None: assume not.
+        self.drain_runs: Callable[[], bool] | None = None
+        self._drain_seen: tuple[float, bool] = (float("-inf"), False)
+        self._drains: dict[UUID, datetime] = {}
 
     def attempt(self, message: Message, content: Content) -> Message:
         """Make the attempt ``message`` is claimed for, and record its outcome.
@@ -233,12 +243,17 @@ class Dispatcher:
             i: entry for i, entry in self._broken.items() if entry[1] > now - BROKEN_BACKOFF_MAX
         }
         resting = {i for i, (_failures, until) in self._broken.items() if until > now}
+        # Queued messages a running drain will claim in its turn (see dispatch()).
+        self._drains = {i: until for i, until in self._drains.items() if until > now}
+        resting |= set(self._drains)
         made = 0
         for message_id in self.view.due(now, limit + len(resting)):
             if stop is not None and stop.is_set():
                 break
             if message_id in resting:
                 continue
+            if not self._paced(message_id, stop):
+                break
             try:
                 if self.dispatch(message_id):
                     made += 1
@@ -249,6 +264,21 @@ class Dispatcher:
             else:
                 self._broken.pop(message_id, None)
         return made
+
+    def _paced(self, message_id: UUID, stop: StopSignal | None) -> bool:
+        """Wait for the pace of the message's driver; false when stopped meanwhile."""
+        if not self.pacers:
+            return True
+        row = self.view.get(message_id)
+        pacer = self.pacers.get(row.driver) if row is not None else None
+        if pacer is None:
+            return True
+        while not pacer.take(1):
+            if stop is None:
+                time.sleep(pacer.delay())
+            elif stop.wait(pacer.delay()):
+                return False
+        return True
 
     def _rest(self, message_id: UUID, now: datetime) -> None:
         failures = self._broken.get(message_id, (0, now))[0] + 1
@@ -267,6 +297,16 @@ class Dispatcher:
         claimed it first."""
         now = self.clock()
         message = load_message(self.app, message_id)
+        if (
+            message.attempt_by == ATTEMPT_BY_DISPATCHER
+            and message.version == 1
+            and self._drain_runs()
+        ):
+            # Queued for the drain, which is behind by more than the lease (a large
+            # backlog) but running: leave it to the drain, whose claims would otherwise
+            # meet this scan's (each conflict costing it a transaction per message).
+            self._drains[message_id] = now + self.lease
+            return False
         if not message.claim_attempt(now, now + self.lease):
             return False  # the read model was behind: already sent, failed or claimed
         try:
@@ -280,6 +320,16 @@ class Dispatcher:
             return False
         self.attempt(message, content)
         return True
+
+    def _drain_runs(self) -> bool:
+        """Whether a drain runs, asked at most every DRAIN_CHECK seconds (a lock probe)."""
+        if self.drain_runs is None:
+            return False
+        checked, answer = self._drain_seen
+        if time.monotonic() - checked >= DRAIN_CHECK:
+            answer = self.drain_runs()
+            self._drain_seen = (time.monotonic(), answer)
+        return answer
 
     def purge_expired_payloads(self) -> int:
         return self.payloads.purge_expired(self.clock())

@@ -112,7 +112,10 @@ class SubscriberStore(Protocol):
 class EventSignal(Protocol):
     """Wakes a follower of the event store when new events may have been recorded."""
 
-    def wait(self, timeout: float) -> None: ...
+    def wait(self, timeout: float) -> bool | None:
+        """Return when events may have been recorded, or after ``timeout`` seconds: true
+        when notified, false when the time ran out, None when the signal cannot tell (a
+        poll)."""
 
     def close(self) -> None: ...
 

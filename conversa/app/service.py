@@ -17,13 +17,16 @@ from uuid import UUID, uuid4
 
 from eventsourcing.persistence import IntegrityError
 
+from conversa.app.accept import MAX_BATCH, Acceptor, BatchItemResult
 from conversa.app.application import ConversaApp
 from conversa.app.dispatch import Dispatcher
+from conversa.app.drain import DRAIN_LOCK, Drain
 from conversa.app.history import describe
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import MessageNotFound, load_message
 from conversa.app.meta import check_meta
 from conversa.app.outage import DATABASE_OUTAGE
+from conversa.app.pacing import pacers_of
 from conversa.app.ports import (
     Driver,
     OutboundMessage,
@@ -45,13 +48,13 @@ from conversa.app.writer import DirectWriter, Writer
 from conversa.domain.channel import Channel
 from conversa.domain.content import Body, Content, parse_content
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
-from conversa.domain.message import Message, message_id_for
+from conversa.domain.message import ATTEMPT_BY_REQUEST, Message, message_id_for
 from conversa.domain.phone import PhoneNumber
 from conversa.domain.text import UNSTORABLE, is_storable
 from conversa.events import EVENT_TYPES, LifecycleEvent
 from conversa.notifications import ChannelManager, MessageChannel
 
-__all__ = ["ConversaService", "MessageNotFound"]
+__all__ = ["BatchItemResult", "ConversaService", "MessageNotFound"]
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,9 @@ class ConversaService:
             policy = replace(policy, jitter=jitter)
         self.lease = timedelta(seconds=settings.attempt_lease_seconds)
         self.payload_window = policy.window(settings.attempt_lease_seconds)
+        pacers = pacers_of(settings.max_per_second())
         self.dispatcher = Dispatcher(
+            pacers=pacers,
             app=app,
             writer=self.writer,
             view=view,
@@ -128,6 +133,19 @@ class ConversaService:
             clock=self.clock,
             telemetry=self.telemetry,
         )
+        #: Set when this process queues messages for the dispatcher (see drain.py).
+        self._dispatch_wake = threading.Event()
+        self.acceptor = Acceptor(self)
+        self.drain = Drain(
+            dispatcher=self.dispatcher,
+            store=subscriber_store,
+            pacers=pacers,
+            concurrency=settings.dispatch_concurrency,
+            poll_seconds=settings.dispatch_poll_seconds,
+            local_wake=self._dispatch_wake,
+            notified_across_processes=backend.kind == "postgresql",
+        )
+        self.dispatcher.drain_runs = self._drain_runs
 
     @classmethod
     def from_env(
@@ -187,6 +205,7 @@ class ConversaService:
             # outcome is recorded, a dispatcher takes the message over once this passes.
             next_attempt_at=now + self.lease,
             nonce=nonce,
+            attempt_by=ATTEMPT_BY_REQUEST,
         )
         try:
             self.writer.save(message)
@@ -220,6 +239,48 @@ class ConversaService:
             driver.name,
         )
         return SendResult.of(self.dispatcher.attempt(message, content), replayed=False)
+
+    def queue(
+        self,
+        channel: str,
+        to: str,
+        payload: Mapping[str, Any],
+        opts: Mapping[str, Any] | None = None,
+        *,
+        scope: str = LOCAL_SCOPE,
+    ) -> SendResult:
+        """Record a message for the worker's dispatcher and return once it is committed,
+        without waiting for the provider (HTTP ``Prefer: respond-async``).
+
+        Takes what :meth:`send` takes and validates it the same way (``InvalidRequest``,
+        ``IdempotencyKeyMismatch``); the result's status is ``queued`` (or, for a replayed
+        key, whatever became of the message). The dispatcher of ``conversa worker``, of a
+        server, or of :meth:`running` in this process sends it.
+        """
+        return self.acceptor.queue(channel, to, payload, opts, scope)
+
+    def send_batch(
+        self, items: Sequence[Mapping[str, Any]], *, scope: str = LOCAL_SCOPE
+    ) -> list[BatchItemResult]:
+        """Queue many messages for the dispatcher at once, each refused or recorded on its
+        own (in one transaction; see accept.py). Each item is a mapping as the HTTP batch
+        item: ``channel``, ``to``, ``body`` or ``template``, and optionally ``from``,
+        ``meta`` and ``idempotency_key``. Returns one :class:`BatchItemResult` per item, in
+        order. At most :data:`~conversa.app.accept.MAX_BATCH` items."""
+        if len(items) > MAX_BATCH:
+            raise InvalidRequest("messages", f"a batch holds at most {MAX_BATCH} messages")
+        return self.acceptor.accept(items, scope)
+
+    def _drain_runs(self) -> bool:
+        """Whether a drain runs, here or in another process (it holds the lock)."""
+        if self.drain.read_to is not None:
+            return True
+        with self.backend.lock(DRAIN_LOCK) as lock:
+            return not lock
+
+    def wake_dispatcher(self) -> None:
+        """Tell this process's dispatcher that messages were queued."""
+        self._dispatch_wake.set()
 
     def _own_write(self, attempted: Message) -> Message | None:
         """The stored message if this very request recorded it (its nonce), else None."""
@@ -317,6 +378,7 @@ class ConversaService:
                 raise RuntimeError("the service is already running")
             self._running = True
         stop = threading.Event()
+        self.drain.tried.clear()  # what this run's worker finds, not an earlier run's
         thread = Worker(self).start(stop)
         try:
             yield
@@ -338,6 +400,8 @@ class ConversaService:
             ]
             if self.projector().status().position < head:
                 behind.append("the projection")
+            if self._drain_behind(head):
+                behind.append("the dispatcher")
             if not behind:
                 return
             if time.monotonic() >= deadline:
@@ -349,6 +413,16 @@ class ConversaService:
                 )
                 return
             time.sleep(DRAIN_POLL)
+
+    def _drain_behind(self, head: int) -> bool:
+        """Whether this process's drain has yet to send what was queued up to ``head``
+        (false when another process drains)."""
+        drain = self.drain
+        if not drain.tried.is_set():
+            return True  # starting: it is about to take the lock, or to stand by
+        if not drain.holds:
+            return False
+        return not drain.caught_up(head)
 
     def record_report(self, report: StatusReport) -> ReportOutcome:
         """Apply a provider's status report (see :class:`Reporter`)."""

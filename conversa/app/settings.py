@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     attempt_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     #: Sends that may wait on providers at once in one server process (see http/pools.py).
     send_concurrency: int = Field(default=64, ge=1, le=1000)
+    #: Provider calls one driver may have in flight in the dispatcher (asynchronous and
+    #: batch sends), and the messages it claims at once (see app/drain.py).
+    dispatch_concurrency: int = Field(default=64, ge=1, le=1000)
+    #: The dispatcher's safety net: how often it looks for queued messages without being
+    #: woken (PostgreSQL wakes it with NOTIFY; SQLite only within one process).
+    dispatch_poll_seconds: float = Field(default=1.0, gt=0, le=3600)
+    #: Attempts per second of each driver's dispatcher (unset: unpaced); see app/pacing.py.
+    log_max_per_second: float | None = Field(default=None, gt=0, le=1_000_000)
+    twilio_max_per_second: float | None = Field(default=None, gt=0, le=1_000_000)
+    whatsapp_cloud_max_per_second: float | None = Field(default=None, gt=0, le=1_000_000)
     store_body: bool = True
     #: Writes one transaction of the process's group commit takes at most (1: none, each
     #: write commits alone; see app/writer.py).
@@ -137,6 +147,14 @@ class Settings(BaseSettings):
             msg = "must be memory:// or a shared storage URI such as redis://host:6379"
             raise ValueError(msg)
         return value
+
+    def max_per_second(self) -> dict[str, float | None]:
+        """Each driver's pace, by driver name."""
+        return {
+            "log": self.log_max_per_second,
+            "twilio": self.twilio_max_per_second,
+            "whatsapp_cloud": self.whatsapp_cloud_max_per_second,
+        }
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:

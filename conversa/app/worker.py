@@ -8,6 +8,9 @@
 - The dispatcher makes the attempts that are due: retries after transient errors, and
   sends that a crash left unfinished. Every worker dispatches; each attempt is claimed in
   the event store first, so no two workers make the same one.
+- The drain (:mod:`conversa.app.drain`) sends the messages queued for the dispatcher
+  (asynchronous and batch sends) as soon as they are committed: one process at a time
+  (the ``dispatcher`` lock), the others stand by.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from conversa.app.drain import DRAIN_LOCK
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.ports import EventSignal, Lock, StopSignal
 from conversa.app.provider_calls import SHUTDOWN_GRACE_SECONDS
@@ -54,7 +58,13 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set. Database outages are waited out, not fatal."""
         helpers = [
-            threading.Thread(target=self.run_dispatcher, args=(stop,), name="conversa-dispatcher")
+            threading.Thread(target=self.run_dispatcher, args=(stop,), name="conversa-dispatcher"),
+            threading.Thread(
+                target=self.run_exclusive,
+                args=(DRAIN_LOCK, self.service.drain.run, stop),
+                kwargs={"on_attempt": self.service.drain.lock_attempted},
+                name="conversa-drain",
+            ),
         ]
         for subscription in self.service.subscriptions:
             runner = SubscriberRunner(
@@ -99,6 +109,8 @@ class Worker:
         name: str,
         follow: Callable[[StopSignal, EventSignal], None],
         stop: threading.Event,
+        *,
+        on_attempt: Callable[[bool], None] | None = None,
     ) -> None:
         """Run ``follow`` while this process holds the lock ``name``; stand by while another
         process does. ``follow`` returns when its stop signal is set: when ``stop`` is, or
@@ -108,6 +120,8 @@ class Worker:
         while not stop.is_set():
             try:
                 with backend.lock(name) as lock:
+                    if on_attempt is not None:
+                        on_attempt(bool(lock))
                     if not lock:
                         if not standing_by:
                             log.info("another process runs %s; standing by", name)

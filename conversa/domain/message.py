@@ -15,6 +15,9 @@ from conversa.domain.phone import PhoneNumber
 from conversa.domain.status import Status
 
 IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "https://conversa.dev/idempotency")
+#: Who makes a message's first attempt (``Queued.attempt_by``).
+ATTEMPT_BY_REQUEST = "request"
+ATTEMPT_BY_DISPATCHER = "dispatcher"
 
 
 def message_id_for(scope: str, idempotency_key: str | None) -> UUID:
@@ -34,9 +37,14 @@ class Message(Aggregate):
     class Queued(Aggregate.Created):
         """Version 2 added ``nonce``: a value unique to the request that recorded the
         message, so that this request can tell its own write, whose answer it did not get,
-        from another request's (an idempotent replay)."""
+        from another request's (an idempotent replay).
 
-        class_version = 2
+        Version 3 added ``attempt_by``: who makes the first attempt. ``"request"``: the
+        request that recorded the message, at once (a synchronous send); ``"dispatcher"``:
+        the worker's dispatcher (an asynchronous or batch send), which follows the store
+        for these and claims each before calling the provider."""
+
+        class_version = 3
 
         channel: str
         to: PhoneNumber
@@ -48,10 +56,15 @@ class Message(Aggregate):
         fingerprint: str
         next_attempt_at: datetime | None
         nonce: str | None
+        attempt_by: str = ATTEMPT_BY_REQUEST
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["nonce"] = None  # recorded before requests were told apart
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["attempt_by"] = ATTEMPT_BY_REQUEST  # every send was synchronous then
 
     class AttemptStarted(Aggregate.Event):
         """A dispatcher claimed the next attempt; it may call the provider until the lease
@@ -99,8 +112,10 @@ class Message(Aggregate):
         fingerprint: str,
         next_attempt_at: datetime | None,
         nonce: str | None,
+        attempt_by: str,
     ) -> None:
         self.channel = Channel(channel)
+        self.attempt_by = attempt_by
         self.to = to
         self.sender = sender
         self.content = content
@@ -155,6 +170,17 @@ class Message(Aggregate):
         knowing its ``nonce``, may, and only while nothing else happened to the message:
         the first attempt is otherwise made without a claim, by that request alone."""
         if self.nonce is None or self.nonce != nonce or self.version != 1:
+            return False
+        if self.status is not Status.QUEUED:
+            return False
+        self._attempt_started(self.attempts + 1, lease_until)
+        return True
+
+    def claim_queued(self, lease_until: datetime) -> bool:
+        """Claim the first attempt of a message queued for a dispatcher (an asynchronous or
+        batch send), at once rather than when its recovery time comes. Only while nothing
+        else happened to it: a concurrent claim of the same version fails in the store."""
+        if self.attempt_by != ATTEMPT_BY_DISPATCHER or self.version != 1:
             return False
         if self.status is not Status.QUEUED:
             return False

@@ -64,6 +64,7 @@ def test_no_answer_breaks_the_document(fuzzed_server: Server, mode: GenerationMo
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert {op.label for op in operations} >= {
         "POST /conversa/messages",
+        "POST /conversa/messages/batch",
         "GET /conversa/messages",
         "GET /conversa/messages/{message_id}",
         "GET /conversa/events",
@@ -101,6 +102,7 @@ def test_the_document_describes_every_route(fuzzed_server: Server, tmp_path: Pat
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
         "/conversa/messages",
+        "/conversa/messages/batch",
         "/conversa/messages/{message_id}",
         "/conversa/events",
         "/conversa/webhooks/{provider}",

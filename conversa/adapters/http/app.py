@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from conversa.adapters import logs
 from conversa.adapters.http.auth import Authenticator
+from conversa.adapters.http.batch import send_batch
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import server_is_stopping, stream_events
 from conversa.adapters.http.health import HealthCheck, health
@@ -92,6 +93,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/conversa/messages", send_message, methods=["POST"]),
+            Route("/conversa/messages/batch", send_batch, methods=["POST"]),
             Route("/conversa/messages", list_messages, methods=["GET"]),
             Route("/conversa/messages/{message_id}", show_message, methods=["GET"]),
             Route("/conversa/events", stream_events, methods=["GET"]),

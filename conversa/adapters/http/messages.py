@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from conversa.adapters.http.bodies import read_json_object
 from conversa.adapters.http.errors import invalid
 from conversa.adapters.http.query import refuse_unknown_parameters
-from conversa.adapters.http.state import application_request, http_state
+from conversa.adapters.http.state import ApplicationRequest, application_request, http_state
 from conversa.app.projection import MessageQuery
 from conversa.app.results import MessageState
 from conversa.app.service import MAX_IDEMPOTENCY_KEY, MessageNotFound
@@ -37,7 +37,7 @@ async def send_message(request: Request) -> JSONResponse:
     if unknown:
         raise invalid(unknown[0], f"unknown field {unknown[0]}")
     key = request.headers.get("idempotency-key")
-    if key is not None and (len(key) > MAX_IDEMPOTENCY_KEY or not _VISIBLE_ASCII.match(key)):
+    if key is not None and not valid_idempotency_key(key):
         raise invalid(
             "Idempotency-Key",
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters",
@@ -45,6 +45,8 @@ async def send_message(request: Request) -> JSONResponse:
     payload = {"body": document.get("body"), "template": document.get("template")}
     opts = {"idempotency_key": key, "from": document.get("from"), "meta": document.get("meta")}
     state = http_state(request)
+    if prefers_async(request):
+        return await _queue_message(request, context, document, payload, opts)
     result = await state.provider_pool.run(
         context.service.send,
         document.get("channel"),  # type: ignore[arg-type] # the domain refuses non-strings
@@ -62,6 +64,48 @@ async def send_message(request: Request) -> JSONResponse:
         )
     state.metrics.messages_sent.labels(result.message.channel, result.status).inc()
     return JSONResponse(result.message.as_dict(), status_code=201, headers={"Location": location})
+
+
+def valid_idempotency_key(key: str) -> bool:
+    return len(key) <= MAX_IDEMPOTENCY_KEY and _VISIBLE_ASCII.match(key) is not None
+
+
+def prefers_async(request: Request) -> bool:
+    """Whether the request's ``Prefer`` header (RFC 7240) asks for ``respond-async``."""
+    for header in request.headers.getlist("prefer"):
+        for preference in header.split(","):
+            token = preference.split(";", 1)[0].split("=", 1)[0].strip().lower()
+            if token == "respond-async":
+                return True
+    return False
+
+
+async def _queue_message(
+    request: Request,
+    context: ApplicationRequest,
+    document: dict[str, object],
+    payload: dict[str, object],
+    opts: dict[str, object],
+) -> JSONResponse:
+    """``Prefer: respond-async``: 202 once the message is recorded; the dispatcher sends it."""
+    result = await run_in_threadpool(
+        context.service.queue,
+        document.get("channel"),  # type: ignore[arg-type] # the domain refuses non-strings
+        document.get("to"),  # type: ignore[arg-type]
+        payload,
+        opts,
+        scope=str(context.token.id),
+    )
+    location = f"/conversa/messages/{result.message_id}"
+    headers = {"Location": location, "Preference-Applied": "respond-async"}
+    if result.replayed:
+        return JSONResponse(
+            result.message.as_dict(),
+            status_code=200,
+            headers={**headers, "Idempotent-Replayed": "true"},
+        )
+    http_state(request).metrics.messages_sent.labels(result.message.channel, result.status).inc()
+    return JSONResponse(result.message.as_dict(), status_code=202, headers=headers)
 
 
 async def list_messages(request: Request) -> JSONResponse:

@@ -13,6 +13,7 @@ from conversa.adapters.http.events import (
     TYPE_NAMES,
 )
 from conversa.adapters.http.messages import DEFAULT_PER_PAGE, MAX_PER_PAGE
+from conversa.app.accept import MAX_BATCH
 from conversa.app.meta import MAX_META_BYTES, MAX_META_DEPTH
 from conversa.app.service import MAX_IDEMPOTENCY_KEY
 from conversa.domain.channel import Channel
@@ -105,6 +106,65 @@ SCHEMAS: dict[str, Any] = {
             },
         },
         "oneOf": [{"required": ["body"]}, {"required": ["template"]}],
+    },
+    "BatchItem": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["channel", "to"],
+        "description": "A single send's body, and its idempotency key.",
+        "properties": {
+            "channel": {"type": "string", "enum": CHANNELS},
+            "to": {"type": "string", "description": "E.164, e.g. +15551234567"},
+            "body": {"type": "string", "minLength": 1, "maxLength": 4096},
+            "template": _ref("Template"),
+            "from": {"type": "string", "minLength": 1, "maxLength": 64},
+            "meta": {"type": "object"},
+            "idempotency_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_IDEMPOTENCY_KEY,
+                "pattern": "^[!-~]+$",
+            },
+        },
+        "oneOf": [{"required": ["body"]}, {"required": ["template"]}],
+    },
+    "SendBatch": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["messages"],
+        "properties": {
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "items": _ref("BatchItem"),
+            }
+        },
+    },
+    "BatchItemResult": {
+        "type": "object",
+        "required": ["index", "status"],
+        "description": "status 201: recorded now; 200: recorded before with its key (the "
+        "stored message); 422: refused, with the error.",
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "status": {"type": "integer", "enum": [200, 201, 422]},
+            "message": _ref("Message"),
+            "error": {
+                "type": "object",
+                "required": ["code", "message", "fields"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "BatchResult": {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "array", "items": _ref("BatchItemResult")}},
     },
     "MessageError": {
         "type": "object",
@@ -223,7 +283,15 @@ PATHS: dict[str, Any] = {
                         "maxLength": MAX_IDEMPOTENCY_KEY,
                         "pattern": "^[!-~]+$",
                     },
-                }
+                },
+                {
+                    "name": "Prefer",
+                    "in": "header",
+                    "required": False,
+                    "description": "respond-async: answer 202 once the message is recorded "
+                    "(status queued); the worker's dispatcher sends it (RFC 7240).",
+                    "schema": {"type": "string", "example": "respond-async"},
+                },
             ],
             "requestBody": {
                 "required": True,
@@ -231,6 +299,17 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "201": _json(_ref("Message"), "Recorded and handed to the driver"),
+                "202": {
+                    **_json(
+                        _ref("Message"),
+                        "Prefer: respond-async: recorded (status queued); the dispatcher sends it",
+                    ),
+                    "headers": {
+                        "Preference-Applied": {
+                            "schema": {"type": "string", "enum": ["respond-async"]}
+                        }
+                    },
+                },
                 "200": {
                     **_json(_ref("Message"), "Idempotent replay: the original message"),
                     "headers": {
@@ -286,6 +365,33 @@ PATHS: dict[str, Any] = {
                 "503": DATABASE_UNAVAILABLE,
             },
         },
+    },
+    "/conversa/messages/batch": {
+        "post": {
+            "operationId": "sendBatch",
+            "summary": "Queue up to 1,000 messages; each is recorded or refused on its own",
+            "description": "Each item is validated and recorded as a single send with "
+            "Prefer: respond-async would be; the dispatcher sends the recorded ones. An "
+            "item's idempotency_key is scoped to the token and replays like the header.",
+            "security": [{"bearerAuth": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("SendBatch")}},
+            },
+            "responses": {
+                "202": _json(_ref("BatchResult"), "One result per item, in order"),
+                "400": _error("Malformed JSON"),
+                "401": UNAUTHORIZED,
+                "413": _error("Body over 8 MiB"),
+                "415": _error("Not a JSON body"),
+                "422": _error(
+                    "messages is not a list of 1 to 1,000 items, an unknown field, or a "
+                    "query parameter (this endpoint takes none)"
+                ),
+                "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
+            },
+        }
     },
     "/conversa/messages/{message_id}": {
         "get": {

@@ -133,8 +133,9 @@ def test_a_message_recorded_before_nonces_still_loads_and_replays(
     sent = service.send(*request, {"idempotency_key": "new-1"})
     [queued, *_] = service.app.recorder.select_events(sent.message_id)
     state = json.loads(queued.state)
-    assert state.pop("class_version") == 2
+    assert state.pop("class_version") == 3
     assert state.pop("nonce") is not None
+    assert state.pop("attempt_by") == "request"  # version 3; version 1 had neither
     state["idempotency_key"] = "legacy-1"
     legacy_id = message_id_for(LOCAL_SCOPE, "legacy-1")
     service.app.recorder.insert_events(
@@ -146,6 +147,7 @@ def test_a_message_recorded_before_nonces_still_loads_and_replays(
 
     assert isinstance(legacy, Message)
     assert legacy.nonce is None
+    assert legacy.attempt_by == "request"
     assert legacy.fingerprint == state["fingerprint"]
     assert replay.replayed
     assert replay.message_id == legacy_id

@@ -24,7 +24,7 @@ from conversa.app.ports import Driver
 from conversa.app.service import ConversaService
 from conversa.domain.channel import Channel
 from conversa.domain.content import Body
-from conversa.domain.message import Message
+from conversa.domain.message import ATTEMPT_BY_REQUEST, Message
 from conversa.domain.phone import PhoneNumber
 from tests.fakes.providers import (
     SERVICE_UNAVAILABLE,
@@ -215,6 +215,7 @@ def test_a_send_left_unfinished_by_a_crash_is_recovered_once(
             fingerprint="f",
             next_attempt_at=clock.now + service.lease,
             nonce=None,
+            attempt_by=ATTEMPT_BY_REQUEST,
         )
         service.app.save(crashed)
         assert tick(service) == 0  # its first attempt may still be in flight
