@@ -15,9 +15,14 @@ from eventsourcing.persistence import PersistenceError
 from conversa._version import installed_version
 from conversa.adapters.metrics import PrometheusMetrics
 from conversa.adapters.persistence import backend_from_url
+from conversa.adapters.providers.africastalking.driver import (
+    AfricasTalkingConfig,
+    AfricasTalkingDriver,
+)
 from conversa.adapters.providers.log import LogDriver
 from conversa.adapters.providers.templates import TemplateCatalog
 from conversa.adapters.providers.twilio import TwilioConfig, TwilioDriver
+from conversa.adapters.providers.vonage.driver import VonageConfig, VonageDriver
 from conversa.adapters.providers.whatsapp_cloud import WhatsAppCloudConfig, WhatsAppCloudDriver
 from conversa.adapters.subscribers.http import HttpEventSubscriber
 from conversa.app.application import ConversaApp
@@ -301,6 +306,10 @@ def configured_drivers(settings: Settings) -> ConfiguredDrivers:
         ),
         "whatsapp_cloud": lambda: WhatsAppCloudDriver(
             WhatsAppCloudConfig.from_settings(settings), shared_client(), templates
+        ),
+        "vonage": lambda: VonageDriver(VonageConfig.from_settings(settings), shared_client()),
+        "africastalking": lambda: AfricasTalkingDriver(
+            AfricasTalkingConfig.from_settings(settings), shared_client()
         ),
     }
     by_name = {name: factories[name]() for name in sorted(set(chosen.values()))}

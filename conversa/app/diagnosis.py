@@ -138,6 +138,22 @@ def configuration_checks(settings: Settings) -> list[Check]:
         checks.append(
             _secret("twilio webhook secret", "CONVERSA_TWILIO_TOKEN", settings.twilio_token)
         )
+    if "vonage" in in_use:
+        checks.append(
+            _secret(
+                "vonage webhook secret",
+                "CONVERSA_VONAGE_SIGNATURE_SECRET",
+                settings.vonage_signature_secret,
+            )
+        )
+    if "africastalking" in in_use:
+        checks.append(
+            _secret(
+                "africastalking webhook token",
+                "CONVERSA_AFRICASTALKING_WEBHOOK_TOKEN",
+                settings.africastalking_webhook_token,
+            )
+        )
     if "whatsapp_cloud" in in_use:
         checks.append(
             _secret(

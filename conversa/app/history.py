@@ -33,6 +33,10 @@ def describe(event: Message.Event) -> dict[str, Any]:
         )
     elif isinstance(event, Message.Sent):
         entry.update(provider_message_id=event.provider_message_id or None, source=event.source)
+    elif isinstance(event, Message.PartsAccepted):
+        entry.update(parts=list(event.parts))
+    elif isinstance(event, Message.PartDelivered):
+        entry.update(part=event.part)
     elif isinstance(event, Message.Delivered | Message.Read):
         entry.update(source=event.source)
     elif isinstance(event, Message.Failed):

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///conversa.sqlite3"
     db_timeout_seconds: float = Field(default=DEFAULT_DB_TIMEOUT, ge=1, le=300)
-    sms_driver: Literal["twilio", "log"] = "log"
+    sms_driver: Literal["twilio", "vonage", "africastalking", "log"] = "log"
     whatsapp_driver: Literal["whatsapp_cloud", "twilio", "log"] = "log"
     log_messages: bool = True
     max_retries: int = Field(default=3, ge=0, le=20)
@@ -71,6 +71,19 @@ class Settings(BaseSettings):
     twilio_whatsapp_from: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
 
+    vonage_api_key: str | None = None
+    vonage_api_secret: SecretStr | None = None
+    vonage_sms_from: str | None = None
+    vonage_signature_secret: SecretStr | None = None
+    vonage_signature_method: Literal["md5hash", "md5", "sha1", "sha256", "sha512"] = "md5hash"
+    vonage_api_base: str = "https://rest.nexmo.com"
+
+    africastalking_username: str | None = None
+    africastalking_api_key: SecretStr | None = None
+    africastalking_from: str | None = None
+    africastalking_webhook_token: SecretStr | None = None
+    africastalking_api_base: str = "https://api.africastalking.com"
+
     whatsapp_phone_id: str | None = None
     whatsapp_token: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
@@ -107,7 +120,14 @@ class Settings(BaseSettings):
                 raise ValueError(msg)
         return value
 
-    @field_validator("webhook_base_url", "events_url", "twilio_api_base", "whatsapp_api_base")
+    @field_validator(
+        "webhook_base_url",
+        "events_url",
+        "twilio_api_base",
+        "whatsapp_api_base",
+        "vonage_api_base",
+        "africastalking_api_base",
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

@@ -71,6 +71,18 @@ class Message(Aggregate):
         response: dict[str, Any] | None
         source: str
 
+    class PartsAccepted(Aggregate.Event):
+        """The provider split the message into these parts, each with its own id (the
+        first is the message's provider id); it is delivered once each part is."""
+
+        parts: list[str]
+
+    class PartDelivered(Aggregate.Event):
+        """One part of a message split into several was delivered; the last one's report
+        records ``Delivered`` instead."""
+
+        part: str
+
     class Delivered(Aggregate.Event):
         source: str
 
@@ -114,6 +126,11 @@ class Message(Aggregate):
         self.provider_response: dict[str, Any] | None = None
         self.attempts = 0
         self.error: dict[str, str] | None = None
+        # A message the provider split: its parts' ids (empty when it was not split or is
+        # not sent yet), and those reported delivered so far.
+        self.parts: tuple[str, ...] = ()
+        self.delivered_parts: frozenset[str] = frozenset()
+        self.accepted = False  # the driver's own Sent is recorded
         # When a dispatcher should next try: after a retry's backoff, or when the lease of
         # an attempt in flight runs out (the process making it may have died). None once
         # the message has an outcome.
@@ -121,9 +138,20 @@ class Message(Aggregate):
 
     # Commands. Each decides whether anything happened, then records it.
 
-    def record_accepted(self, provider_message_id: str, response: Mapping[str, Any] | None) -> None:
-        """The driver handed the message to its provider (one attempt, succeeded)."""
+    def record_accepted(
+        self,
+        provider_message_id: str,
+        response: Mapping[str, Any] | None,
+        *,
+        parts: tuple[str, ...] = (),
+    ) -> None:
+        """The driver handed the message to its provider (one attempt, succeeded).
+        ``parts``: the ids of the parts the provider split it into, when it says."""
         self._sent(provider_message_id, dict(response) if response else None, "driver")
+        if len(parts) > 1:
+            self._parts_accepted(list(parts))
+        if parts and self.delivered_parts.issuperset(parts) and self.status is Status.SENT:
+            self._delivered("provider_report")  # every part was reported before the Sent
 
     def record_attempt_failed(self, code: str, message: str, *, source: str = "driver") -> None:
         """An attempt ended in a permanent error: the message will never be sent."""
@@ -169,6 +197,7 @@ class Message(Aggregate):
         error_code: str | None = None,
         error_message: str | None = None,
         source: str = "provider_report",
+        part: str | None = None,
     ) -> bool:
         """Apply a provider's status report; record it only when it moves the status forward.
 
@@ -178,6 +207,11 @@ class Message(Aggregate):
         """
         if self.status.merge(status) == self.status:
             return False
+        if status is Status.DELIVERED and part is not None and not self._last_part(part):
+            if part in self.delivered_parts:
+                return False
+            self._part_delivered(part)
+            return True
         if status is Status.SENT:
             self._sent(provider_message_id or self.provider_message_id or "", None, source)
         elif status is Status.DELIVERED:
@@ -196,6 +230,16 @@ class Message(Aggregate):
             return False
         return True
 
+    def _last_part(self, part: str) -> bool:
+        """Whether a delivered report for ``part`` makes the whole message delivered."""
+        if self.parts:
+            return part not in self.parts or self.delivered_parts.union({part}).issuperset(
+                self.parts
+            )
+        # Not split, as far as the driver's answer says; or no answer yet (a report can
+        # come first), in which case the Sent's parts settle it.
+        return self.accepted
+
     # Mutators: run when an event is recorded and again on every replay, so they only
     # assign what the event says.
 
@@ -208,7 +252,16 @@ class Message(Aggregate):
         if source == "driver":
             self.attempts += 1
             self.next_attempt_at = None
+            self.accepted = True
         self.status = self.status.merge(Status.SENT)
+
+    @event(PartsAccepted)
+    def _parts_accepted(self, parts: list[str]) -> None:
+        self.parts = tuple(parts)
+
+    @event(PartDelivered)
+    def _part_delivered(self, part: str) -> None:
+        self.delivered_parts = self.delivered_parts.union({part})
 
     @event(AttemptStarted)
     def _attempt_started(self, attempt: int, lease_until: datetime) -> None:  # noqa: ARG002
