@@ -26,6 +26,7 @@ from conversa.adapters.providers.vonage.driver import VonageConfig, VonageDriver
 from conversa.adapters.providers.whatsapp_cloud import WhatsAppCloudConfig, WhatsAppCloudDriver
 from conversa.adapters.subscribers.http import HttpEventSubscriber
 from conversa.app.application import ConversaApp
+from conversa.app.failover import Breaker, FailoverDriver, monotonic
 from conversa.app.ports import Driver, StorageBackend
 from conversa.app.provider_calls import PROVIDER_TIMEOUTS, WORST_CASE_PROVIDER_CALL
 from conversa.app.service import ConversaService
@@ -282,15 +283,19 @@ def provider_http_client(
     )
 
 
-def configured_drivers(settings: Settings) -> ConfiguredDrivers:
-    """The drivers chosen by ``CONVERSA_SMS_DRIVER`` and ``CONVERSA_WHATSAPP_DRIVER``.
+def configured_drivers(
+    settings: Settings, *, breaker_clock: Callable[[], float] | None = None
+) -> ConfiguredDrivers:
+    """The drivers chosen by ``CONVERSA_SMS_DRIVER`` and ``CONVERSA_WHATSAPP_DRIVER``: a
+    channel with a list gets a :class:`FailoverDriver` over them. ``breaker_clock``: the
+    seconds the circuit breakers count their cooldown with (monotonic time by default).
 
     One driver instance per name: with ``twilio`` on both channels, one TwilioDriver serves
     both. The templates file is read here, so a malformed one stops start-up (SettingsError
     naming ``CONVERSA_TEMPLATES_FILE``) even while only the log driver is in use.
     """
     templates = TemplateCatalog.load(settings.templates_file)
-    chosen = {Channel.SMS: settings.sms_driver, Channel.WHATSAPP: settings.whatsapp_driver}
+    chosen = {Channel.SMS: settings.sms_drivers, Channel.WHATSAPP: settings.whatsapp_drivers}
     client: httpx.Client | None = None
 
     def shared_client() -> httpx.Client:  # made on first need: log alone opens nothing
@@ -312,10 +317,27 @@ def configured_drivers(settings: Settings) -> ConfiguredDrivers:
             AfricasTalkingConfig.from_settings(settings), shared_client()
         ),
     }
-    by_name = {name: factories[name]() for name in sorted(set(chosen.values()))}
-    return ConfiguredDrivers(
-        drivers={channel: by_name[name] for channel, name in chosen.items()}, client=client
-    )
+    names = sorted({name for names in chosen.values() for name in names})
+    by_name = {name: factories[name]() for name in names}
+    # One breaker per driver, shared by the channels whose lists name it.
+    breakers = {
+        name: Breaker(
+            name,
+            threshold=settings.failover_threshold,
+            cooldown=settings.failover_cooldown_seconds,
+            clock=breaker_clock or monotonic,
+        )
+        for name in names
+    }
+    drivers: dict[Channel, Driver] = {}
+    for channel, listed in chosen.items():
+        if len(listed) == 1:
+            drivers[channel] = by_name[listed[0]]
+        else:
+            drivers[channel] = FailoverDriver(
+                [by_name[name] for name in listed], {name: breakers[name] for name in listed}
+            )
+    return ConfiguredDrivers(drivers=drivers, client=client)
 
 
 def _close_all(closers: list[Callable[[], None]]) -> None:

@@ -122,7 +122,7 @@ def _driver_checks(service: ConversaService) -> list[Check]:
 
 def configuration_checks(settings: Settings) -> list[Check]:
     """Webhook settings the chosen drivers need to hear back from their providers."""
-    in_use = {settings.sms_driver, settings.whatsapp_driver}
+    in_use = {*settings.sms_drivers, *settings.whatsapp_drivers}
     checks = []
     if in_use - {"log"}:
         checks.append(

@@ -116,6 +116,8 @@ def apply_event(row: MessageRow | None, event: object) -> MessageRow:
         changes.update(
             provider_message_id=event.provider_message_id or row.provider_message_id,
             attempts=row.attempts + (event.source == "driver"),
+            # A failover list's member that sent it, rather than the list's first.
+            driver=event.driver or row.driver,
         )
         status = status.merge(Status.SENT)
     elif isinstance(event, Message.Delivered):

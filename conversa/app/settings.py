@@ -16,6 +16,13 @@ DEFAULT_DB_TIMEOUT = 5.0
 _RATE = re.compile(r"^\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?\s*$")
 
 
+#: The drivers each channel's setting may name.
+DRIVERS: dict[str, tuple[str, ...]] = {
+    "sms_driver": ("twilio", "vonage", "africastalking", "log"),
+    "whatsapp_driver": ("whatsapp_cloud", "twilio", "log"),
+}
+
+
 class SettingsError(Exception):
     """A configuration value is unusable; the message names the variable."""
 
@@ -31,8 +38,12 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///conversa.sqlite3"
     db_timeout_seconds: float = Field(default=DEFAULT_DB_TIMEOUT, ge=1, le=300)
-    sms_driver: Literal["twilio", "vonage", "africastalking", "log"] = "log"
-    whatsapp_driver: Literal["whatsapp_cloud", "twilio", "log"] = "log"
+    #: A driver name, or an ordered failover list of them (``twilio,vonage``).
+    sms_driver: str = "log"
+    whatsapp_driver: str = "log"
+    #: Consecutive failures that open a driver's circuit breaker; how long it stays open.
+    failover_threshold: int = Field(default=5, ge=1, le=1000)
+    failover_cooldown_seconds: float = Field(default=30.0, gt=0, le=86400)
     log_messages: bool = True
     max_retries: int = Field(default=3, ge=0, le=20)
     retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
@@ -90,6 +101,34 @@ class Settings(BaseSettings):
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_api_base: str = "https://graph.facebook.com"
     whatsapp_api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
+
+    @field_validator("sms_driver", "whatsapp_driver")
+    @classmethod
+    def _driver_list(cls, value: str, info: ValidationInfo) -> str:
+        allowed = DRIVERS[info.field_name or ""]
+        names = [name.strip() for name in value.split(",")]
+        if not all(names):
+            msg = "must be a driver name or a comma-separated list of them"
+            raise ValueError(msg)
+        for name in names:
+            if name not in allowed:
+                msg = f"unknown driver {name!r}: must be one of {', '.join(allowed)}"
+                raise ValueError(msg)
+        if len(set(names)) != len(names):
+            msg = "names a driver twice"
+            raise ValueError(msg)
+        if len(names) > 1 and "log" in names:
+            msg = "log cannot be part of a failover list"
+            raise ValueError(msg)
+        return ",".join(names)
+
+    @property
+    def sms_drivers(self) -> tuple[str, ...]:
+        return tuple(self.sms_driver.split(","))
+
+    @property
+    def whatsapp_drivers(self) -> tuple[str, ...]:
+        return tuple(self.whatsapp_driver.split(","))
 
     @field_validator("database_url")
     @classmethod

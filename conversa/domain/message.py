@@ -55,21 +55,48 @@ class Message(Aggregate):
 
     class AttemptStarted(Aggregate.Event):
         """A dispatcher claimed the next attempt; it may call the provider until the lease
-        ends. Two dispatchers cannot both record it for the same version."""
+        ends. Two dispatchers cannot both record it for the same version. Version 2 added
+        ``driver``: the one chosen for the attempt when it was claimed."""
 
         attempt: int
         lease_until: datetime
+        driver: str | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["driver"] = None  # recorded before events named their driver
 
     class Retried(Aggregate.Event):
+        """Version 2 added ``driver``: the one whose attempt failed."""
+
         attempt: int
         code: str
         message: str
         next_attempt_at: datetime
+        driver: str | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["driver"] = None  # recorded before events named their driver
 
     class Sent(Aggregate.Event):
+        """Version 2 added ``driver``: the one that made the attempt (None for a ``sent``
+        that a provider's report recorded first)."""
+
         provider_message_id: str
         response: dict[str, Any] | None
         source: str
+        driver: str | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["driver"] = None  # recorded before events named their driver
 
     class PartsAccepted(Aggregate.Event):
         """The provider split the message into these parts, each with its own id (the
@@ -90,11 +117,21 @@ class Message(Aggregate):
         source: str
 
     class Failed(Aggregate.Event):
+        """Version 2 added ``driver``: the one whose attempt failed (None when a report or
+        Conversa itself failed the message)."""
+
         code: str
         message: str
         permanent: bool
         status: str
         source: str
+        driver: str | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["driver"] = None  # recorded before events named their driver
 
     @event(Queued)
     def __init__(
@@ -131,6 +168,8 @@ class Message(Aggregate):
         self.parts: tuple[str, ...] = ()
         self.delivered_parts: frozenset[str] = frozenset()
         self.accepted = False  # the driver's own Sent is recorded
+        #: The driver of the latest attempt with an outcome (a failover list's member).
+        self.last_driver: str | None = None
         # When a dispatcher should next try: after a retry's backoff, or when the lease of
         # an attempt in flight runs out (the process making it may have died). None once
         # the message has an outcome.
@@ -144,22 +183,27 @@ class Message(Aggregate):
         response: Mapping[str, Any] | None,
         *,
         parts: tuple[str, ...] = (),
+        driver: str | None = None,
     ) -> None:
         """The driver handed the message to its provider (one attempt, succeeded).
         ``parts``: the ids of the parts the provider split it into, when it says."""
-        self._sent(provider_message_id, dict(response) if response else None, "driver")
+        self._sent(provider_message_id, dict(response) if response else None, "driver", driver)
         if len(parts) > 1:
             self._parts_accepted(list(parts))
         if parts and self.delivered_parts.issuperset(parts) and self.status is Status.SENT:
             self._delivered("provider_report")  # every part was reported before the Sent
 
-    def record_attempt_failed(self, code: str, message: str, *, source: str = "driver") -> None:
+    def record_attempt_failed(
+        self, code: str, message: str, *, source: str = "driver", driver: str | None = None
+    ) -> None:
         """An attempt ended in a permanent error: the message will never be sent."""
-        self._failed(code, message, True, Status.FAILED.value, source)
+        self._failed(code, message, True, Status.FAILED.value, source, driver)
 
-    def record_retry(self, code: str, message: str, next_attempt_at: datetime) -> None:
+    def record_retry(
+        self, code: str, message: str, next_attempt_at: datetime, *, driver: str | None = None
+    ) -> None:
         """An attempt ended in a transient error; try again at ``next_attempt_at``."""
-        self._retried(self.attempts + 1, code, message, next_attempt_at)
+        self._retried(self.attempts + 1, code, message, next_attempt_at, driver)
 
     def is_due(self, now: datetime) -> bool:
         """Whether a dispatcher should make the next attempt now."""
@@ -169,15 +213,19 @@ class Message(Aggregate):
             and self.next_attempt_at <= now
         )
 
-    def claim_attempt(self, now: datetime, lease_until: datetime) -> bool:
+    def claim_attempt(
+        self, now: datetime, lease_until: datetime, driver: str | None = None
+    ) -> bool:
         """Claim the next attempt if it is due. Saving the claim is what makes it exclusive:
         a concurrent claim on the same version fails in the event store."""
         if not self.is_due(now):
             return False
-        self._attempt_started(self.attempts + 1, lease_until)
+        self._attempt_started(self.attempts + 1, lease_until, driver)
         return True
 
-    def take_over_first_attempt(self, nonce: str, lease_until: datetime) -> bool:
+    def take_over_first_attempt(
+        self, nonce: str, lease_until: datetime, driver: str | None = None
+    ) -> bool:
         """Claim the first attempt of a message whose recording request gave up before
         making it (an outage hid whether ``Queued`` was committed). Only that request,
         knowing its ``nonce``, may, and only while nothing else happened to the message:
@@ -186,7 +234,7 @@ class Message(Aggregate):
             return False
         if self.status is not Status.QUEUED:
             return False
-        self._attempt_started(self.attempts + 1, lease_until)
+        self._attempt_started(self.attempts + 1, lease_until, driver)
         return True
 
     def record_report(
@@ -213,7 +261,7 @@ class Message(Aggregate):
             self._part_delivered(part)
             return True
         if status is Status.SENT:
-            self._sent(provider_message_id or self.provider_message_id or "", None, source)
+            self._sent(provider_message_id or self.provider_message_id or "", None, source, None)
         elif status is Status.DELIVERED:
             self._delivered(source)
         elif status is Status.READ:
@@ -225,6 +273,7 @@ class Message(Aggregate):
                 True,
                 status.value,
                 source,
+                None,
             )
         else:
             return False
@@ -244,7 +293,16 @@ class Message(Aggregate):
     # assign what the event says.
 
     @event(Sent)
-    def _sent(self, provider_message_id: str, response: dict[str, Any] | None, source: str) -> None:
+    def _sent(
+        self,
+        provider_message_id: str,
+        response: dict[str, Any] | None,
+        source: str,
+        driver: str | None,
+    ) -> None:
+        if driver is not None:
+            self.driver = driver
+            self.last_driver = driver
         if provider_message_id:
             self.provider_message_id = provider_message_id
         if response is not None:
@@ -264,11 +322,20 @@ class Message(Aggregate):
         self.delivered_parts = self.delivered_parts.union({part})
 
     @event(AttemptStarted)
-    def _attempt_started(self, attempt: int, lease_until: datetime) -> None:  # noqa: ARG002
+    def _attempt_started(self, attempt: int, lease_until: datetime, driver: str | None) -> None:  # noqa: ARG002
         self.next_attempt_at = lease_until
 
     @event(Retried)
-    def _retried(self, attempt: int, code: str, message: str, next_attempt_at: datetime) -> None:  # noqa: ARG002
+    def _retried(
+        self,
+        attempt: int,  # noqa: ARG002
+        code: str,
+        message: str,
+        next_attempt_at: datetime,
+        driver: str | None,
+    ) -> None:
+        if driver is not None:
+            self.last_driver = driver
         self.attempts += 1
         self.error = {"code": code, "message": message}
         self.next_attempt_at = next_attempt_at
@@ -282,7 +349,17 @@ class Message(Aggregate):
         self.status = self.status.merge(Status.READ)
 
     @event(Failed)
-    def _failed(self, code: str, message: str, permanent: bool, status: str, source: str) -> None:  # noqa: ARG002
+    def _failed(
+        self,
+        code: str,
+        message: str,
+        permanent: bool,  # noqa: ARG002
+        status: str,
+        source: str,
+        driver: str | None,
+    ) -> None:
+        if driver is not None:
+            self.last_driver = driver
         if source == "driver":
             self.attempts += 1
         self.next_attempt_at = None
