@@ -172,7 +172,9 @@ class Dispatcher:
         if message.status is not Status.QUEUED and not result.ok:
             return []  # a report got there first; what the provider said stands
         if result.ok and result.provider_message_id is not None:
-            message.record_accepted(result.provider_message_id, result.response, parts=result.parts)
+            message.record_accepted(
+                result.provider_message_id, result.response, parts=result.parts, driver=driver
+            )
             index = link_sent(self.app, message, driver) if link else None
             return [index] if index is not None else []
         error = result.error or DriverError(
