@@ -104,7 +104,7 @@ def test_an_outage_opens_the_breaker_and_a_probe_brings_traffic_back(
             result = service.send("sms", TO, {"body": "Your code is 8351"})
             assert result.status == "queued"  # Twilio said 503
             failed_over.append(result.message_id)
-            message = service.app.repository.get(result.message_id)
+            message: object = service.app.repository.get(result.message_id)
             assert isinstance(message, Message)
             assert message.next_attempt_at == clock.now  # no backoff: Vonage can take it
         assert twilio.calls == 5
