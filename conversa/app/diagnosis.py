@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from eventsourcing.persistence import PersistenceError
 
+from conversa.app.failover import FailoverDriver
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.domain.channel import Channel
@@ -117,7 +118,22 @@ def _driver_checks(service: ConversaService) -> list[Check]:
             if reason is None
             else Check(name, False, f"{driver.name}, unavailable: {reason}")
         )
+        if isinstance(driver, FailoverDriver):
+            checks.append(Check(f"{channel} failover", True, failover_summary(driver, channel)))
     return checks
+
+
+def failover_summary(driver: FailoverDriver, channel: Channel) -> str:
+    """The list in order, each member's availability and its breaker in this process."""
+    parts = []
+    for member in driver.members:
+        status = driver.breakers[member.name].status()
+        available = "available" if member.unavailable_reason(channel) is None else "unavailable"
+        parts.append(
+            f"{member.name} ({available}, breaker {status.state.value}, "
+            f"{status.error_rate:.0%} errors of the last {status.outcomes})"
+        )
+    return " -> ".join(parts) + " (breakers are per process: see /metrics of each server)"
 
 
 def configuration_checks(settings: Settings) -> list[Check]:
