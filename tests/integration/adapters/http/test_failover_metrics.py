@@ -58,7 +58,8 @@ def test_metrics_show_each_breaker_and_error_rate(
     service: ConversaService, twilio: FakeTwilio
 ) -> None:
     twilio.always(SERVICE_UNAVAILABLE)
-    send = ("/conversa/messages", {"channel": "sms", "to": "+15551234567", "body": "hi"})
+    body: dict[str, object] = {"channel": "sms", "to": "+15551234567", "body": "hi"}
+    send = ("/conversa/messages", body)
     text = scrape_after(service, send, send, send)
     assert value(text, "conversa_driver_breaker_state", driver="twilio", state="open") == 1
     assert value(text, "conversa_driver_breaker_state", driver="twilio", state="closed") == 0
