@@ -78,3 +78,6 @@ def test_diagnose_lists_the_failover_order(backend_url: str, tmp_path: Path) -> 
     assert detail.startswith("twilio (available, breaker closed")
     assert " -> vonage (available, breaker closed" in detail
     assert VONAGE_SECRET not in result.stdout and TWILIO_TOKEN not in result.stdout
+    # Vonage's receipts need the signature secret, which is not set here.
+    assert not found["vonage webhook secret"]["ok"]
+    assert "CONVERSA_VONAGE_SIGNATURE_SECRET" in str(found["vonage webhook secret"]["detail"])
