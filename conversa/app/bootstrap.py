@@ -56,9 +56,10 @@ def bootstrap(
     ``telemetry`` replaces the Prometheus metrics."""
     check_attempt_lease(settings)
     on_close: Callable[[], None] | None = None
+    # First, so that a bad templates file stops start-up before anything is opened.
+    templates = TemplateCatalog.load(settings.templates_file)
     if drivers is None:
-        # First, so that a bad templates file stops start-up before anything is opened.
-        configured = configured_drivers(settings)
+        configured = configured_drivers(settings, templates=templates)
         drivers, on_close = configured.drivers, configured.close
     try:
         backend = backend or backend_from_url(
@@ -101,6 +102,7 @@ def bootstrap(
         jitter=jitter,
         telemetry=telemetry or PrometheusMetrics(),
     )
+    service.fallback_texts = templates.sms_text
     try:
         closers.extend(configure_subscribers(service, settings))
     except BaseException:
@@ -284,7 +286,10 @@ def provider_http_client(
 
 
 def configured_drivers(
-    settings: Settings, *, breaker_clock: Callable[[], float] | None = None
+    settings: Settings,
+    *,
+    breaker_clock: Callable[[], float] | None = None,
+    templates: TemplateCatalog | None = None,
 ) -> ConfiguredDrivers:
     """The drivers chosen by ``CONVERSA_SMS_DRIVER`` and ``CONVERSA_WHATSAPP_DRIVER``: a
     channel with a list gets a :class:`FailoverDriver` over them. ``breaker_clock``: the
@@ -294,7 +299,8 @@ def configured_drivers(
     both. The templates file is read here, so a malformed one stops start-up (SettingsError
     naming ``CONVERSA_TEMPLATES_FILE``) even while only the log driver is in use.
     """
-    templates = TemplateCatalog.load(settings.templates_file)
+    if templates is None:
+        templates = TemplateCatalog.load(settings.templates_file)
     chosen = {Channel.SMS: settings.sms_drivers, Channel.WHATSAPP: settings.whatsapp_drivers}
     client: httpx.Client | None = None
 

@@ -36,6 +36,12 @@ def describe(event: Message.Event) -> dict[str, Any]:
     elif isinstance(event, Message.Sent):
         entry.update(provider_message_id=event.provider_message_id or None, source=event.source)
         _driver(entry, event.driver)
+    elif isinstance(event, Message.FallbackRequested):
+        entry.update(channel=event.channel, due_at=rfc3339(event.due_at))
+    elif isinstance(event, Message.FellBack):
+        entry.update(fallback_message_id=str(event.fallback_message_id), reason=event.reason)
+    elif isinstance(event, Message.FallbackOf):
+        entry.update(fallback_of=str(event.original_id))
     elif isinstance(event, Message.PartsAccepted):
         entry.update(parts=list(event.parts))
     elif isinstance(event, Message.PartDelivered):

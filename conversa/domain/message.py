@@ -110,6 +110,27 @@ class Message(Aggregate):
 
         part: str
 
+    class FallbackRequested(Aggregate.Event):
+        """If this WhatsApp message fails for a reason about the recipient, or has no
+        ``delivered`` by ``due_at``, its content goes out once as a message on ``channel``.
+        ``text``: a template's SMS text with its variables filled in (None for a body,
+        which goes as it is)."""
+
+        channel: str
+        due_at: datetime
+        text: str | None
+
+    class FellBack(Aggregate.Event):
+        """The content went out again as the message ``fallback_message_id``."""
+
+        fallback_message_id: UUID
+        reason: str
+
+    class FallbackOf(Aggregate.Event):
+        """This message is the fallback of the message ``original_id``."""
+
+        original_id: UUID
+
     class Delivered(Aggregate.Event):
         source: str
 
@@ -170,6 +191,14 @@ class Message(Aggregate):
         self.accepted = False  # the driver's own Sent is recorded
         #: The driver of the latest attempt with an outcome (a failover list's member).
         self.last_driver: str | None = None
+        # A fallback asked for (channel, due, text), the message it became, or the message
+        # this one is the fallback of.
+        self.fallback: tuple[Channel, datetime, str | None] | None = None
+        self.fallback_message_id: UUID | None = None
+        self.fallback_of: UUID | None = None
+        #: The version the message had when it was recorded: its Queued, and the fallback
+        #: events that a send records with it.
+        self.recorded_version = 1
         # When a dispatcher should next try: after a retry's backoff, or when the lease of
         # an attempt in flight runs out (the process making it may have died). None once
         # the message has an outcome.
@@ -205,6 +234,20 @@ class Message(Aggregate):
         """An attempt ended in a transient error; try again at ``next_attempt_at``."""
         self._retried(self.attempts + 1, code, message, next_attempt_at, driver)
 
+    def request_fallback(self, channel: Channel, due_at: datetime, text: str | None) -> None:
+        self._fallback_requested(channel.value, due_at, text)
+
+    def record_fallback(self, fallback_message_id: UUID, reason: str) -> bool:
+        """The content went out again as ``fallback_message_id``; False when a fallback is
+        recorded already (or none was asked for)."""
+        if self.fallback is None or self.fallback_message_id is not None:
+            return False
+        self._fell_back(fallback_message_id, reason)
+        return True
+
+    def mark_fallback_of(self, original_id: UUID) -> None:
+        self._fallback_of(original_id)
+
     def is_due(self, now: datetime) -> bool:
         """Whether a dispatcher should make the next attempt now."""
         return (
@@ -230,7 +273,7 @@ class Message(Aggregate):
         making it (an outage hid whether ``Queued`` was committed). Only that request,
         knowing its ``nonce``, may, and only while nothing else happened to the message:
         the first attempt is otherwise made without a claim, by that request alone."""
-        if self.nonce is None or self.nonce != nonce or self.version != 1:
+        if self.nonce is None or self.nonce != nonce or self.version != self.recorded_version:
             return False
         if self.status is not Status.QUEUED:
             return False
@@ -339,6 +382,20 @@ class Message(Aggregate):
         self.attempts += 1
         self.error = {"code": code, "message": message}
         self.next_attempt_at = next_attempt_at
+
+    @event(FallbackRequested)
+    def _fallback_requested(self, channel: str, due_at: datetime, text: str | None) -> None:
+        self.fallback = (Channel(channel), due_at, text)
+        self.recorded_version += 1  # only ever recorded with the Queued
+
+    @event(FellBack)
+    def _fell_back(self, fallback_message_id: UUID, reason: str) -> None:  # noqa: ARG002
+        self.fallback_message_id = fallback_message_id
+
+    @event(FallbackOf)
+    def _fallback_of(self, original_id: UUID) -> None:
+        self.fallback_of = original_id
+        self.recorded_version += 1  # only ever recorded with the Queued
 
     @event(Delivered)
     def _delivered(self, source: str) -> None:  # noqa: ARG002 - recorded in the event

@@ -103,6 +103,18 @@ SCHEMAS: dict[str, Any] = {
                 "description": f"Any JSON object up to {MAX_META_BYTES} bytes and "
                 f"{MAX_META_DEPTH} levels of nesting, stored as given",
             },
+            "fallback": {
+                "type": "object",
+                "description": "On a WhatsApp send: the same content goes out once as an SMS "
+                "if the WhatsApp message fails for a reason about the recipient or is not "
+                "delivered within after_seconds",
+                "required": ["channel", "after_seconds"],
+                "properties": {
+                    "channel": {"type": "string", "enum": ["sms"]},
+                    "after_seconds": {"type": "integer", "minimum": 1, "maximum": 2592000},
+                },
+                "additionalProperties": False,
+            },
         },
         "oneOf": [{"required": ["body"]}, {"required": ["template"]}],
     },
@@ -145,6 +157,16 @@ SCHEMAS: dict[str, Any] = {
             "meta": {"type": "object"},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
+            "fallback_message_id": {
+                "type": "string",
+                "format": "uuid",
+                "description": "The SMS this WhatsApp message fell back to (one message)",
+            },
+            "fallback_of": {
+                "type": "string",
+                "format": "uuid",
+                "description": "The WhatsApp message this SMS is the fallback of (one message)",
+            },
         },
     },
     "Event": {
