@@ -132,19 +132,31 @@ class FallbackRunner:
             return sent
 
     def _follow(self) -> None:
-        for notification in _notifications(self.app, self._position):
+        if self._position is None:
+            # At start, only the requests and fallbacks of all time (not every failure and
+            # delivery ever recorded); then each request still open is looked at once, for
+            # what happened to it while no worker followed.
+            head = self.app.recorder.max_notification_id() or 0
+            for notification in _notifications(self.app, None, [REQUESTED, FELL_BACK]):
+                self._take(notification)
+            self._urgent.update(self._pending)
+            self._position = head
+        for notification in _notifications(self.app, self._position, TOPICS):
             self._position = notification.id
-            message_id = notification.originator_id
-            if notification.topic == REQUESTED:
-                event = self.app.mapper.to_domain_event(notification)
-                assert isinstance(event, Message.FallbackRequested)
-                self._pending[message_id] = event.due_at
-            elif message_id not in self._pending:
-                continue
-            elif notification.topic == FAILED:
-                self._urgent.add(message_id)
-            else:  # delivered, read, or fell back already
-                self._pending.pop(message_id, None)
+            self._take(notification)
+
+    def _take(self, notification: Any) -> None:
+        message_id = notification.originator_id
+        if notification.topic == REQUESTED:
+            event = self.app.mapper.to_domain_event(notification)
+            assert isinstance(event, Message.FallbackRequested)
+            self._pending[message_id] = event.due_at
+        elif message_id not in self._pending:
+            return
+        elif notification.topic == FAILED:
+            self._urgent.add(message_id)
+        else:  # delivered, read, or fell back already
+            self._pending.pop(message_id, None)
 
     def _settle(self, message_id: UUID, now: datetime) -> bool:
         message = load_message(self.app, message_id)
@@ -176,10 +188,10 @@ def _recorder(fallback_id: UUID, reason: str) -> Callable[[Message], None]:
     return record
 
 
-def _notifications(app: ConversaApp, after: int | None) -> Iterable[Any]:
+def _notifications(app: ConversaApp, after: int | None, topics: list[str]) -> Iterable[Any]:
     start = after
     while page := app.recorder.select_notifications(
-        start=start, limit=1000, topics=TOPICS, inclusive_of_start=False
+        start=start, limit=1000, topics=topics, inclusive_of_start=False
     ):
         yield from page
         start = page[-1].id

@@ -218,3 +218,31 @@ def test_a_fallback_that_could_not_be_sent_is_refused_at_send_time(
             assert refused.value.field == field, (payload, fallback)
         assert meta.calls == twilio.calls == 0
         assert not service.app.recorder.max_notification_id()  # nothing recorded
+
+
+def test_a_failure_reported_while_no_worker_ran_falls_back_at_its_start(
+    backend_url: str,
+    twilio: FakeTwilio,
+    meta: FakeWhatsAppCloud,
+    clock: Clock,
+    templates: Path,
+) -> None:
+    with open_service(backend_url, twilio, meta, clock, templates) as service:
+        result = service.send("whatsapp", TO, {"body": "hi"}, {"fallback": FALLBACK})
+        assert result.ok
+        service.record_report(
+            StatusReport(
+                provider="whatsapp_cloud",
+                provider_message_id=result.provider_message_id,
+                message_id=None,
+                status=Status.FAILED,
+                raw_status="failed",
+                error_code="131026",
+                error_message="Message undeliverable",
+            )
+        )
+    with open_service(backend_url, twilio, meta, clock, templates) as worker:
+        assert worker.run_fallbacks() == 1  # long before the 600 s are up
+        _state, events = worker.message_history(result.message_id)
+        assert events[-1]["reason"] == "failed: 131026"
+    assert len(twilio.sent) == 1
