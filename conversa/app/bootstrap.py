@@ -15,12 +15,18 @@ from eventsourcing.persistence import PersistenceError
 from conversa._version import installed_version
 from conversa.adapters.metrics import PrometheusMetrics
 from conversa.adapters.persistence import backend_from_url
+from conversa.adapters.providers.africastalking.driver import (
+    AfricasTalkingConfig,
+    AfricasTalkingDriver,
+)
 from conversa.adapters.providers.log import LogDriver
 from conversa.adapters.providers.templates import TemplateCatalog
 from conversa.adapters.providers.twilio import TwilioConfig, TwilioDriver
+from conversa.adapters.providers.vonage.driver import VonageConfig, VonageDriver
 from conversa.adapters.providers.whatsapp_cloud import WhatsAppCloudConfig, WhatsAppCloudDriver
 from conversa.adapters.subscribers.http import HttpEventSubscriber
 from conversa.app.application import ConversaApp
+from conversa.app.failover import Breaker, FailoverDriver, monotonic
 from conversa.app.ports import Driver, StorageBackend
 from conversa.app.provider_calls import PROVIDER_TIMEOUTS, WORST_CASE_PROVIDER_CALL
 from conversa.app.service import ConversaService
@@ -51,9 +57,10 @@ def bootstrap(
     ``telemetry`` replaces the Prometheus metrics."""
     check_attempt_lease(settings)
     on_close: Callable[[], None] | None = None
+    # First, so that a bad templates file stops start-up before anything is opened.
+    templates = TemplateCatalog.load(settings.templates_file)
     if drivers is None:
-        # First, so that a bad templates file stops start-up before anything is opened.
-        configured = configured_drivers(settings)
+        configured = configured_drivers(settings, templates=templates)
         drivers, on_close = configured.drivers, configured.close
     try:
         backend = backend or backend_from_url(
@@ -97,6 +104,7 @@ def bootstrap(
         telemetry=telemetry or PrometheusMetrics(),
         writer=make_writer(app, settings),
     )
+    service.fallback_texts = templates.sms_text
     try:
         closers.extend(configure_subscribers(service, settings))
     except BaseException:
@@ -290,15 +298,23 @@ def provider_http_client(
     )
 
 
-def configured_drivers(settings: Settings) -> ConfiguredDrivers:
-    """The drivers chosen by ``CONVERSA_SMS_DRIVER`` and ``CONVERSA_WHATSAPP_DRIVER``.
+def configured_drivers(
+    settings: Settings,
+    *,
+    breaker_clock: Callable[[], float] | None = None,
+    templates: TemplateCatalog | None = None,
+) -> ConfiguredDrivers:
+    """The drivers chosen by ``CONVERSA_SMS_DRIVER`` and ``CONVERSA_WHATSAPP_DRIVER``: a
+    channel with a list gets a :class:`FailoverDriver` over them. ``breaker_clock``: the
+    seconds the circuit breakers count their cooldown with (monotonic time by default).
 
     One driver instance per name: with ``twilio`` on both channels, one TwilioDriver serves
     both. The templates file is read here, so a malformed one stops start-up (SettingsError
     naming ``CONVERSA_TEMPLATES_FILE``) even while only the log driver is in use.
     """
-    templates = TemplateCatalog.load(settings.templates_file)
-    chosen = {Channel.SMS: settings.sms_driver, Channel.WHATSAPP: settings.whatsapp_driver}
+    if templates is None:
+        templates = TemplateCatalog.load(settings.templates_file)
+    chosen = {Channel.SMS: settings.sms_drivers, Channel.WHATSAPP: settings.whatsapp_drivers}
     client: httpx.Client | None = None
 
     def shared_client() -> httpx.Client:  # made on first need: log alone opens nothing
@@ -315,11 +331,32 @@ def configured_drivers(settings: Settings) -> ConfiguredDrivers:
         "whatsapp_cloud": lambda: WhatsAppCloudDriver(
             WhatsAppCloudConfig.from_settings(settings), shared_client(), templates
         ),
+        "vonage": lambda: VonageDriver(VonageConfig.from_settings(settings), shared_client()),
+        "africastalking": lambda: AfricasTalkingDriver(
+            AfricasTalkingConfig.from_settings(settings), shared_client()
+        ),
     }
-    by_name = {name: factories[name]() for name in sorted(set(chosen.values()))}
-    return ConfiguredDrivers(
-        drivers={channel: by_name[name] for channel, name in chosen.items()}, client=client
-    )
+    names = sorted({name for names in chosen.values() for name in names})
+    by_name = {name: factories[name]() for name in names}
+    # One breaker per driver, shared by the channels whose lists name it.
+    breakers = {
+        name: Breaker(
+            name,
+            threshold=settings.failover_threshold,
+            cooldown=settings.failover_cooldown_seconds,
+            clock=breaker_clock or monotonic,
+        )
+        for name in names
+    }
+    drivers: dict[Channel, Driver] = {}
+    for channel, listed in chosen.items():
+        if len(listed) == 1:
+            drivers[channel] = by_name[listed[0]]
+        else:
+            drivers[channel] = FailoverDriver(
+                [by_name[name] for name in listed], {name: breakers[name] for name in listed}
+            )
+    return ConfiguredDrivers(drivers=drivers, client=client)
 
 
 def _close_all(closers: list[Callable[[], None]]) -> None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 from eventsourcing.persistence import PersistenceError
 
+from conversa.app.failover import FailoverDriver
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
 from conversa.domain.channel import Channel
@@ -117,12 +118,27 @@ def _driver_checks(service: ConversaService) -> list[Check]:
             if reason is None
             else Check(name, False, f"{driver.name}, unavailable: {reason}")
         )
+        if isinstance(driver, FailoverDriver):
+            checks.append(Check(f"{channel} failover", True, failover_summary(driver, channel)))
     return checks
+
+
+def failover_summary(driver: FailoverDriver, channel: Channel) -> str:
+    """The list in order, each member's availability and its breaker in this process."""
+    parts = []
+    for member in driver.members:
+        status = driver.breakers[member.name].status()
+        available = "available" if member.unavailable_reason(channel) is None else "unavailable"
+        parts.append(
+            f"{member.name} ({available}, breaker {status.state.value}, "
+            f"{status.error_rate:.0%} errors of the last {status.outcomes})"
+        )
+    return " -> ".join(parts) + " (breakers are per process: see /metrics of each server)"
 
 
 def configuration_checks(settings: Settings) -> list[Check]:
     """Webhook settings the chosen drivers need to hear back from their providers."""
-    in_use = {settings.sms_driver, settings.whatsapp_driver}
+    in_use = {*settings.sms_drivers, *settings.whatsapp_drivers}
     checks = []
     if in_use - {"log"}:
         checks.append(
@@ -137,6 +153,22 @@ def configuration_checks(settings: Settings) -> list[Check]:
     if "twilio" in in_use:
         checks.append(
             _secret("twilio webhook secret", "CONVERSA_TWILIO_TOKEN", settings.twilio_token)
+        )
+    if "vonage" in in_use:
+        checks.append(
+            _secret(
+                "vonage webhook secret",
+                "CONVERSA_VONAGE_SIGNATURE_SECRET",
+                settings.vonage_signature_secret,
+            )
+        )
+    if "africastalking" in in_use:
+        checks.append(
+            _secret(
+                "africastalking webhook token",
+                "CONVERSA_AFRICASTALKING_WEBHOOK_TOKEN",
+                settings.africastalking_webhook_token,
+            )
         )
     if "whatsapp_cloud" in in_use:
         checks.append(

@@ -19,6 +19,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
+from conversa.app.failover import choose_driver, planned_driver, reroutes
 from conversa.app.messages import load_message, update_message
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.pacing import Pacer
@@ -100,7 +101,10 @@ class Dispatcher:
         message is returned with the outcome applied but not yet stored.
         """
         number = message.attempts + 1
-        driver = self.drivers[message.channel]
+        outbound = OutboundMessage(message.id, message.channel, message.to, message.sender, content)
+        # With a failover list, the member of this attempt; other than the one the last
+        # attempt failed on, when another is healthy.
+        driver = choose_driver(self.drivers[message.channel], outbound, message.last_driver)
         reason = driver.unavailable_reason(message.channel)
         if reason is not None:
             log.warning(
@@ -108,9 +112,6 @@ class Dispatcher:
             )
             result = DriverResult(error=DriverError("driver_unavailable", reason))
         else:
-            outbound = OutboundMessage(
-                message.id, message.channel, message.to, message.sender, content
-            )
             result = self._call(driver, outbound)
         now = self.clock()
         version = message.version
@@ -198,7 +199,9 @@ class Dispatcher:
         if message.status is not Status.QUEUED and not result.ok:
             return []  # a report got there first; what the provider said stands
         if result.ok and result.provider_message_id is not None:
-            message.record_accepted(result.provider_message_id, result.response)
+            message.record_accepted(
+                result.provider_message_id, result.response, parts=result.parts, driver=driver
+            )
             index = link_sent(self.app, message, driver, assume_new=new_index) if link else None
             return [index] if index is not None else []
         error = result.error or DriverError(
@@ -208,8 +211,10 @@ class Dispatcher:
             message.record_attempt_failed(error.code, error.message, source="driver_unavailable")
             return []
         attempt = message.attempts + 1
-        if error.transient and self.policy.allows_retry_after(attempt):
-            next_at = now + self.policy.delay(attempt)
+        # Another provider of the channel's failover list can take it now: no backoff.
+        reroute = reroutes(self.drivers.get(message.channel), driver, error, message.channel)
+        if (error.transient or reroute) and self.policy.allows_retry_after(attempt):
+            next_at = now if reroute else now + self.policy.delay(attempt)
             log.info(
                 "retrying message_id=%s after attempt %d (%s) at %s",
                 message.id,
@@ -217,15 +222,15 @@ class Dispatcher:
                 error.code,
                 next_at.isoformat(),
             )
-            message.record_retry(error.code, error.message, next_at)
+            message.record_retry(error.code, error.message, next_at, driver=driver)
             self.telemetry.retry_scheduled(driver)
             return []
         if error.transient:
             message.record_attempt_failed(
-                error.code, f"{error.message} (gave up after {attempt} attempts)"
+                error.code, f"{error.message} (gave up after {attempt} attempts)", driver=driver
             )
         else:
-            message.record_attempt_failed(error.code, error.message)
+            message.record_attempt_failed(error.code, error.message, driver=driver)
         return []
 
     def dispatch_due(self, limit: int = DUE_BATCH, stop: StopSignal | None = None) -> int:
@@ -307,7 +312,10 @@ class Dispatcher:
             # meet this scan's (each conflict costing it a transaction per message).
             self._drains[message_id] = now + self.lease
             return False
-        if not message.claim_attempt(now, now + self.lease):
+        planned = planned_driver(
+            self.drivers[message.channel], message.channel, message.last_driver
+        )
+        if not message.claim_attempt(now, now + self.lease, planned):
             return False  # the read model was behind: already sent, failed or claimed
         try:
             self.writer.save(message)

@@ -38,6 +38,7 @@ from eventsourcing.utils import get_topic
 
 from conversa.app.accept import DRAIN_POSITION
 from conversa.app.dispatch import _payload_expired
+from conversa.app.failover import choose_driver, planned_driver
 from conversa.app.messages import update_message
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.pacing import Pacer
@@ -281,7 +282,11 @@ class Drain:
             if content is None and self.monotonic() - entry.seen < PAYLOAD_WAIT:
                 waiting.append(entry)  # written right after the commit: look again
                 continue
-            if entry.message.claim_queued(lease_until):
+            message = entry.message
+            planned = planned_driver(
+                dispatcher.drivers[message.channel], message.channel, message.last_driver
+            )
+            if message.claim_queued(lease_until, planned):
                 ready.append((entry, content))
         self._put_back(waiting)
         self.pending_count -= len(chosen) - len(waiting)
@@ -347,7 +352,12 @@ class Drain:
             )
             return
         entry.attempted = True
-        driver = dispatcher.drivers[message.channel]
+        outbound = OutboundMessage(
+            message.id, message.channel, message.to, message.sender, entry.content
+        )
+        # With a failover list, the member its breakers allow now: the outcome names it.
+        driver = choose_driver(dispatcher.drivers[message.channel], outbound, message.last_driver)
+        entry.driver = driver.name
         reason = driver.unavailable_reason(message.channel)
         if reason is not None:
             log.warning(
@@ -355,9 +365,6 @@ class Drain:
             )
             entry.result = DriverResult(error=DriverError("driver_unavailable", reason))
             return
-        outbound = OutboundMessage(
-            message.id, message.channel, message.to, message.sender, entry.content
-        )
         entry.result = dispatcher._call(driver, outbound)
 
     def _stopping(self, stop: StopSignal) -> bool:

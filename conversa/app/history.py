@@ -25,14 +25,27 @@ def describe(event: Message.Event) -> dict[str, Any]:
         entry["from"] = event.sender
     elif isinstance(event, Message.AttemptStarted):
         entry.update(attempt=event.attempt, lease_until=rfc3339(event.lease_until))
+        _driver(entry, event.driver)
     elif isinstance(event, Message.Retried):
         entry.update(
             attempt=event.attempt,
             error={"code": event.code, "message": event.message},
             next_attempt_at=rfc3339(event.next_attempt_at),
         )
+        _driver(entry, event.driver)
     elif isinstance(event, Message.Sent):
         entry.update(provider_message_id=event.provider_message_id or None, source=event.source)
+        _driver(entry, event.driver)
+    elif isinstance(event, Message.FallbackRequested):
+        entry.update(channel=event.channel, due_at=rfc3339(event.due_at))
+    elif isinstance(event, Message.FellBack):
+        entry.update(fallback_message_id=str(event.fallback_message_id), reason=event.reason)
+    elif isinstance(event, Message.FallbackOf):
+        entry.update(fallback_of=str(event.original_id))
+    elif isinstance(event, Message.PartsAccepted):
+        entry.update(parts=list(event.parts))
+    elif isinstance(event, Message.PartDelivered):
+        entry.update(part=event.part)
     elif isinstance(event, Message.Delivered | Message.Read):
         entry.update(source=event.source)
     elif isinstance(event, Message.Failed):
@@ -42,7 +55,14 @@ def describe(event: Message.Event) -> dict[str, Any]:
             permanent=event.permanent,
             source=event.source,
         )
+        _driver(entry, event.driver)
     return entry
+
+
+def _driver(entry: dict[str, Any], driver: str | None) -> None:
+    """The driver that made the attempt, when one did (not on a provider's report)."""
+    if driver is not None:
+        entry["driver"] = driver
 
 
 def _snake(name: str) -> str:

@@ -31,16 +31,27 @@ class OutboundMessage:
 
 @dataclass(frozen=True, slots=True)
 class DriverError:
+    """Why an attempt failed. ``transient``: the same request may succeed later.
+    ``reroutable``: a permanent refusal about the provider, our account or the route
+    (credentials, a region not enabled, no route), not about the recipient or the
+    content, so another provider may succeed where this one refused."""
+
     code: str
     message: str
     transient: bool = False
+    reroutable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class DriverResult:
+    """``parts``: when the provider split the message into several parts with an id each
+    (a long SMS on Vonage), every part's id in order, the first being
+    ``provider_message_id``; the message counts as delivered once each part is."""
+
     provider_message_id: str | None = None
     response: Mapping[str, Any] | None = None
     error: DriverError | None = None
+    parts: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -183,6 +183,8 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
         elif kind == "sent":
             provider_message_id = fields["provider_message_id"] or provider_message_id
             attempts += fields["source"] == "driver"
+            # A failover list's member that sent it, rather than the list's first.
+            driver = fields.get("driver") or driver
             status = _MERGE[status, "sent"]
         elif kind == "delivered":
             status = _MERGE[status, "delivered"]

@@ -25,7 +25,7 @@ from conversa.domain.status import Status
 log = logging.getLogger(__name__)
 
 #: Drivers whose providers call back; their sends are indexed by the provider's id.
-REPORTING_DRIVERS = frozenset({"twilio", "whatsapp_cloud"})
+REPORTING_DRIVERS = frozenset({"twilio", "whatsapp_cloud", "vonage", "africastalking"})
 
 PARKED = get_topic(ProviderMessage.ReportParked)
 LINKED = get_topic(ProviderMessage.Linked)
@@ -45,12 +45,15 @@ class ParkedCounts:
 
 def report_fields(report: StatusReport) -> dict[str, Any]:
     """A report as parked on the index (plain data)."""
-    return {
+    fields = {
         "status": report.status.value,
         "raw_status": report.raw_status,
         "error_code": report.error_code,
         "error_message": report.error_message,
     }
+    if report.part_id is not None:
+        fields["part"] = report.part_id
+    return fields
 
 
 def apply_fields(message: Message, fields: dict[str, Any], provider_message_id: str | None) -> bool:
@@ -59,6 +62,7 @@ def apply_fields(message: Message, fields: dict[str, Any], provider_message_id: 
         provider_message_id=provider_message_id,
         error_code=fields.get("error_code"),
         error_message=fields.get("error_message"),
+        part=fields.get("part"),
     )
 
 

@@ -18,7 +18,9 @@ class StatusReport:
     ``message_id`` is our id when the provider echoed it (Twilio's callback URL, Meta's
     ``biz_opaque_callback_data``); otherwise the report is matched by ``provider`` and
     ``provider_message_id``. ``status`` is the provider's value mapped onto the lattice;
-    ``raw_status`` keeps the provider's own word.
+    ``raw_status`` keeps the provider's own word. ``part_id``: the report is about one
+    part of a message the provider split (Vonage's long SMS); a message is delivered once
+    each of its parts is.
     """
 
     provider: str
@@ -29,6 +31,7 @@ class StatusReport:
     error_code: str | None = None
     error_message: str | None = None
     occurred_at: datetime | None = None
+    part_id: str | None = None
 
 
 class ReportOutcome(StrEnum):

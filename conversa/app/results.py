@@ -35,6 +35,9 @@ class MessageState:
     meta: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    #: Read from the message's events only (not kept in the read model's rows).
+    fallback_message_id: UUID | None = None
+    fallback_of: UUID | None = None
 
     @classmethod
     def of(cls, message: Message) -> MessageState:
@@ -59,6 +62,8 @@ class MessageState:
             meta=message.meta,
             created_at=message.created_on,
             updated_at=message.modified_on,
+            fallback_message_id=message.fallback_message_id,
+            fallback_of=message.fallback_of,
         )
 
     @classmethod
@@ -107,6 +112,12 @@ class MessageState:
             created_at=rfc3339(self.created_at),
             updated_at=rfc3339(self.updated_at),
         )
+        # A fallback's links, when there are (shown where the message is read from its
+        # events: the single message and a send's answer).
+        if self.fallback_message_id is not None:
+            resource["fallback_message_id"] = str(self.fallback_message_id)
+        if self.fallback_of is not None:
+            resource["fallback_of"] = str(self.fallback_of)
         return resource
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal
@@ -21,6 +21,8 @@ from conversa.app.accept import MAX_BATCH, Acceptor, BatchItemResult
 from conversa.app.application import ConversaApp
 from conversa.app.dispatch import Dispatcher
 from conversa.app.drain import DRAIN_LOCK, Drain
+from conversa.app.fallback import SCOPE as FALLBACK_SCOPE
+from conversa.app.fallback import FallbackRunner, parse_fallback
 from conversa.app.history import describe
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import MessageNotFound, load_message
@@ -46,7 +48,7 @@ from conversa.app.telemetry import NoTelemetry, Telemetry
 from conversa.app.tokens import TokenService
 from conversa.app.writer import DirectWriter, Writer
 from conversa.domain.channel import Channel
-from conversa.domain.content import Body, Content, parse_content
+from conversa.domain.content import Body, Content, Template, parse_content
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
 from conversa.domain.message import ATTEMPT_BY_REQUEST, Message, message_id_for
 from conversa.domain.phone import PhoneNumber
@@ -62,12 +64,23 @@ log = logging.getLogger(__name__)
 LOCAL_SCOPE = "local"
 MAX_IDEMPOTENCY_KEY = 255
 MAX_SENDER = 64
-SEND_OPTIONS = frozenset({"idempotency_key", "from", "meta"})
+SEND_OPTIONS = frozenset({"idempotency_key", "from", "meta", "fallback"})
 #: Where a new subscriber begins: after the events stored when it is registered, or at the
 #: first event ever stored.
 Start = Literal["now", "beginning"]
 #: How often running() looks whether the subscribers and the projection caught up.
 DRAIN_POLL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class _Fallback:
+    channel: Channel
+    after_seconds: int
+    text: str | None
+
+
+def _no_text(name: str, variables: tuple[str, ...]) -> str | None:  # noqa: ARG001
+    return None
 
 
 class ConversaService:
@@ -103,6 +116,10 @@ class ConversaService:
         self.reporter = Reporter(
             app, self.writer, parked_window=timedelta(hours=settings.parked_report_hours)
         )
+        self.fallbacks = FallbackRunner(app, self.writer, self.send_fallback)
+        #: A template's SMS text with its variables filled in, for fallbacks (bootstrap
+        #: sets the templates file's; none by default).
+        self.fallback_texts: Callable[[str, tuple[str, ...]], str | None] = _no_text
         self.channels = ChannelManager()
         self.channels.register_channel(MessageChannel(self, "sms"))
         self.channels.register_channel(MessageChannel(self, "whatsapp"))
@@ -171,6 +188,7 @@ class ConversaService:
         opts: Mapping[str, Any] | None = None,
         *,
         scope: str = LOCAL_SCOPE,
+        fallback_of: UUID | None = None,
     ) -> SendResult:
         """Record a message, hand it to the channel's driver once, and record the outcome.
 
@@ -189,6 +207,7 @@ class ConversaService:
         sender = options.get("from")
         driver.validate(OutboundMessage(message_id, parsed_channel, recipient, sender, content))
         store_body = self.settings.store_body
+        fallback = self._fallback(options, parsed_channel, message_id, recipient, content)
         now = self.clock()
         nonce = uuid4().hex  # tells this request's own write from another's
         message = Message(
@@ -207,6 +226,12 @@ class ConversaService:
             nonce=nonce,
             attempt_by=ATTEMPT_BY_REQUEST,
         )
+        if fallback is not None:
+            message.request_fallback(
+                fallback.channel, now + timedelta(seconds=fallback.after_seconds), fallback.text
+            )
+        if fallback_of is not None:
+            message.mark_fallback_of(fallback_of)
         try:
             self.writer.save(message)
         except DATABASE_OUTAGE:
@@ -223,7 +248,8 @@ class ConversaService:
             # Our commit went through but its answer was lost, and the event store's retry
             # met our own write: this request recorded the message, so it makes the attempt.
             log.warning("recognised own write of message_id=%s after a lost answer", message.id)
-            if stored.version > 1:  # already taken over (a dispatcher, once the lease ran out)
+            if stored.version > stored.recorded_version:  # already taken over (a dispatcher,
+                # once the lease ran out)
                 return SendResult.of(stored, replayed=False)
             message = stored
         if not store_body:
@@ -281,6 +307,64 @@ class ConversaService:
     def wake_dispatcher(self) -> None:
         """Tell this process's dispatcher that messages were queued."""
         self._dispatch_wake.set()
+
+    def _fallback(
+        self,
+        options: Mapping[str, Any],
+        channel: Channel,
+        message_id: UUID,
+        recipient: PhoneNumber,
+        content: Content,
+    ) -> _Fallback | None:
+        """The fallback a send asks for, checked: the SMS driver must be able to send it,
+        and a template needs an SMS text in the templates file."""
+        if "fallback" not in options:
+            return None
+        request = parse_fallback(options["fallback"], channel)
+        if not self.settings.store_body:
+            raise InvalidRequest(
+                "fallback", "a fallback needs the content, which CONVERSA_STORE_BODY=false forbids"
+            )
+        text = None
+        if isinstance(content, Template):
+            text = self.fallback_texts(content.name, content.variables)
+            if text is None:
+                raise InvalidRequest(
+                    "fallback",
+                    f"template {content.name!r} has no SMS text in CONVERSA_TEMPLATES_FILE; "
+                    'add sms = { text = "..." } to its table',
+                )
+        sms = Body(text) if text is not None else content
+        self.drivers[request.channel].validate(
+            OutboundMessage(message_id, request.channel, recipient, None, sms)
+        )
+        return _Fallback(request.channel, request.after_seconds, text)
+
+    def send_fallback(self, original: Message) -> UUID:
+        """Send the fallback of ``original`` (once: its id derives from the original's)."""
+        assert original.fallback is not None
+        channel, _due, text = original.fallback
+        content = original.content
+        payload: dict[str, Any]
+        if text is not None:
+            payload = {"body": text}
+        elif isinstance(content, Body):
+            payload = {"body": content.text}
+        else:
+            raise RuntimeError(f"message {original.id} has no content to fall back with")
+        result = self.send(
+            channel.value,
+            original.to.e164,
+            payload,
+            {"idempotency_key": str(original.id), "meta": original.meta},
+            scope=FALLBACK_SCOPE,
+            fallback_of=original.id,
+        )
+        return result.message_id
+
+    def run_fallbacks(self) -> int:
+        """Send the WhatsApp-to-SMS fallbacks that are due (the worker calls this)."""
+        return self.fallbacks.run(self.clock())
 
     def _own_write(self, attempted: Message) -> Message | None:
         """The stored message if this very request recorded it (its nonce), else None."""
@@ -536,14 +620,17 @@ def _fingerprint(
         if isinstance(content, Body)
         else {"template": content.name, "variables": len(content.variables)}
     )
+    described: dict[str, object] = {
+        "channel": channel.value,
+        "to": to.e164,
+        "content": content.as_dict() if include_content else shape,
+        "from": options.get("from"),
+        "meta": options.get("meta", {}),
+    }
+    if "fallback" in options:  # only then, so that earlier requests keep their digest
+        described["fallback"] = options["fallback"]
     canonical = json.dumps(
-        {
-            "channel": channel.value,
-            "to": to.e164,
-            "content": content.as_dict() if include_content else shape,
-            "from": options.get("from"),
-            "meta": options.get("meta", {}),
-        },
+        described,
         sort_keys=True,
         separators=(",", ":"),
     )

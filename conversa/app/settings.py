@@ -16,6 +16,13 @@ DEFAULT_DB_TIMEOUT = 5.0
 _RATE = re.compile(r"^\s*\d+\s*(/|per)\s*\d*\s*(second|minute|hour|day)s?\s*$")
 
 
+#: The drivers each channel's setting may name.
+DRIVERS: dict[str, tuple[str, ...]] = {
+    "sms_driver": ("twilio", "vonage", "africastalking", "log"),
+    "whatsapp_driver": ("whatsapp_cloud", "twilio", "log"),
+}
+
+
 class SettingsError(Exception):
     """A configuration value is unusable; the message names the variable."""
 
@@ -31,8 +38,12 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///conversa.sqlite3"
     db_timeout_seconds: float = Field(default=DEFAULT_DB_TIMEOUT, ge=1, le=300)
-    sms_driver: Literal["twilio", "log"] = "log"
-    whatsapp_driver: Literal["whatsapp_cloud", "twilio", "log"] = "log"
+    #: A driver name, or an ordered failover list of them (``twilio,vonage``).
+    sms_driver: str = "log"
+    whatsapp_driver: str = "log"
+    #: Consecutive failures that open a driver's circuit breaker; how long it stays open.
+    failover_threshold: int = Field(default=5, ge=1, le=1000)
+    failover_cooldown_seconds: float = Field(default=30.0, gt=0, le=86400)
     log_messages: bool = True
     max_retries: int = Field(default=3, ge=0, le=20)
     retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
@@ -84,12 +95,53 @@ class Settings(BaseSettings):
     twilio_whatsapp_from: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
 
+    vonage_api_key: str | None = None
+    vonage_api_secret: SecretStr | None = None
+    vonage_sms_from: str | None = None
+    vonage_signature_secret: SecretStr | None = None
+    vonage_signature_method: Literal["md5hash", "md5", "sha1", "sha256", "sha512"] = "md5hash"
+    vonage_api_base: str = "https://rest.nexmo.com"
+
+    africastalking_username: str | None = None
+    africastalking_api_key: SecretStr | None = None
+    africastalking_from: str | None = None
+    africastalking_webhook_token: SecretStr | None = None
+    africastalking_api_base: str = "https://api.africastalking.com"
+
     whatsapp_phone_id: str | None = None
     whatsapp_token: SecretStr | None = None
     whatsapp_verify_token: SecretStr | None = None
     whatsapp_app_secret: SecretStr | None = None
     whatsapp_api_base: str = "https://graph.facebook.com"
     whatsapp_api_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
+
+    @field_validator("sms_driver", "whatsapp_driver")
+    @classmethod
+    def _driver_list(cls, value: str, info: ValidationInfo) -> str:
+        allowed = DRIVERS[info.field_name or ""]
+        names = [name.strip() for name in value.split(",")]
+        if not all(names):
+            msg = "must be a driver name or a comma-separated list of them"
+            raise ValueError(msg)
+        for name in names:
+            if name not in allowed:
+                msg = f"unknown driver {name!r}: must be one of {', '.join(allowed)}"
+                raise ValueError(msg)
+        if len(set(names)) != len(names):
+            msg = "names a driver twice"
+            raise ValueError(msg)
+        if len(names) > 1 and "log" in names:
+            msg = "log cannot be part of a failover list"
+            raise ValueError(msg)
+        return ",".join(names)
+
+    @property
+    def sms_drivers(self) -> tuple[str, ...]:
+        return tuple(self.sms_driver.split(","))
+
+    @property
+    def whatsapp_drivers(self) -> tuple[str, ...]:
+        return tuple(self.whatsapp_driver.split(","))
 
     @field_validator("database_url")
     @classmethod
@@ -120,7 +172,14 @@ class Settings(BaseSettings):
                 raise ValueError(msg)
         return value
 
-    @field_validator("webhook_base_url", "events_url", "twilio_api_base", "whatsapp_api_base")
+    @field_validator(
+        "webhook_base_url",
+        "events_url",
+        "twilio_api_base",
+        "whatsapp_api_base",
+        "vonage_api_base",
+        "africastalking_api_base",
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

@@ -160,6 +160,7 @@ class Worker:
         while not stop.is_set():
             try:
                 made = dispatcher.dispatch_due(stop=stop)
+                made += self.service.run_fallbacks()  # WhatsApp-to-SMS fallbacks now due
                 rounds += 1
                 if rounds % PURGE_EVERY == 0:
                     dispatcher.purge_expired_payloads()

@@ -68,21 +68,81 @@ class Message(Aggregate):
 
     class AttemptStarted(Aggregate.Event):
         """A dispatcher claimed the next attempt; it may call the provider until the lease
-        ends. Two dispatchers cannot both record it for the same version."""
+        ends. Two dispatchers cannot both record it for the same version. Version 2 added
+        ``driver``: the one chosen for the attempt when it was claimed."""
 
         attempt: int
         lease_until: datetime
+        driver: str | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["driver"] = None  # recorded before events named their driver
 
     class Retried(Aggregate.Event):
+        """Version 2 added ``driver``: the one whose attempt failed."""
+
         attempt: int
         code: str
         message: str
         next_attempt_at: datetime
+        driver: str | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["driver"] = None  # recorded before events named their driver
 
     class Sent(Aggregate.Event):
+        """Version 2 added ``driver``: the one that made the attempt (None for a ``sent``
+        that a provider's report recorded first)."""
+
         provider_message_id: str
         response: dict[str, Any] | None
         source: str
+        driver: str | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["driver"] = None  # recorded before events named their driver
+
+    class PartsAccepted(Aggregate.Event):
+        """The provider split the message into these parts, each with its own id (the
+        first is the message's provider id); it is delivered once each part is."""
+
+        parts: list[str]
+
+    class PartDelivered(Aggregate.Event):
+        """One part of a message split into several was delivered; the last one's report
+        records ``Delivered`` instead."""
+
+        part: str
+
+    class FallbackRequested(Aggregate.Event):
+        """If this WhatsApp message fails for a reason about the recipient, or has no
+        ``delivered`` by ``due_at``, its content goes out once as a message on ``channel``.
+        ``text``: a template's SMS text with its variables filled in (None for a body,
+        which goes as it is)."""
+
+        channel: str
+        due_at: datetime
+        text: str | None
+
+    class FellBack(Aggregate.Event):
+        """The content went out again as the message ``fallback_message_id``."""
+
+        fallback_message_id: UUID
+        reason: str
+
+    class FallbackOf(Aggregate.Event):
+        """This message is the fallback of the message ``original_id``."""
+
+        original_id: UUID
 
     class Delivered(Aggregate.Event):
         source: str
@@ -91,11 +151,21 @@ class Message(Aggregate):
         source: str
 
     class Failed(Aggregate.Event):
+        """Version 2 added ``driver``: the one whose attempt failed (None when a report or
+        Conversa itself failed the message)."""
+
         code: str
         message: str
         permanent: bool
         status: str
         source: str
+        driver: str | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["driver"] = None  # recorded before events named their driver
 
     @event(Queued)
     def __init__(
@@ -129,6 +199,21 @@ class Message(Aggregate):
         self.provider_response: dict[str, Any] | None = None
         self.attempts = 0
         self.error: dict[str, str] | None = None
+        # A message the provider split: its parts' ids (empty when it was not split or is
+        # not sent yet), and those reported delivered so far.
+        self.parts: tuple[str, ...] = ()
+        self.delivered_parts: frozenset[str] = frozenset()
+        self.accepted = False  # the driver's own Sent is recorded
+        #: The driver of the latest attempt with an outcome (a failover list's member).
+        self.last_driver: str | None = None
+        # A fallback asked for (channel, due, text), the message it became, or the message
+        # this one is the fallback of.
+        self.fallback: tuple[Channel, datetime, str | None] | None = None
+        self.fallback_message_id: UUID | None = None
+        self.fallback_of: UUID | None = None
+        #: The version the message had when it was recorded: its Queued, and the fallback
+        #: events that a send records with it.
+        self.recorded_version = 1
         # When a dispatcher should next try: after a retry's backoff, or when the lease of
         # an attempt in flight runs out (the process making it may have died). None once
         # the message has an outcome.
@@ -136,17 +221,47 @@ class Message(Aggregate):
 
     # Commands. Each decides whether anything happened, then records it.
 
-    def record_accepted(self, provider_message_id: str, response: Mapping[str, Any] | None) -> None:
-        """The driver handed the message to its provider (one attempt, succeeded)."""
-        self._sent(provider_message_id, dict(response) if response else None, "driver")
+    def record_accepted(
+        self,
+        provider_message_id: str,
+        response: Mapping[str, Any] | None,
+        *,
+        parts: tuple[str, ...] = (),
+        driver: str | None = None,
+    ) -> None:
+        """The driver handed the message to its provider (one attempt, succeeded).
+        ``parts``: the ids of the parts the provider split it into, when it says."""
+        self._sent(provider_message_id, dict(response) if response else None, "driver", driver)
+        if len(parts) > 1:
+            self._parts_accepted(list(parts))
+        if parts and self.delivered_parts.issuperset(parts) and self.status is Status.SENT:
+            self._delivered("provider_report")  # every part was reported before the Sent
 
-    def record_attempt_failed(self, code: str, message: str, *, source: str = "driver") -> None:
+    def record_attempt_failed(
+        self, code: str, message: str, *, source: str = "driver", driver: str | None = None
+    ) -> None:
         """An attempt ended in a permanent error: the message will never be sent."""
-        self._failed(code, message, True, Status.FAILED.value, source)
+        self._failed(code, message, True, Status.FAILED.value, source, driver)
 
-    def record_retry(self, code: str, message: str, next_attempt_at: datetime) -> None:
+    def record_retry(
+        self, code: str, message: str, next_attempt_at: datetime, *, driver: str | None = None
+    ) -> None:
         """An attempt ended in a transient error; try again at ``next_attempt_at``."""
-        self._retried(self.attempts + 1, code, message, next_attempt_at)
+        self._retried(self.attempts + 1, code, message, next_attempt_at, driver)
+
+    def request_fallback(self, channel: Channel, due_at: datetime, text: str | None) -> None:
+        self._fallback_requested(channel.value, due_at, text)
+
+    def record_fallback(self, fallback_message_id: UUID, reason: str) -> bool:
+        """The content went out again as ``fallback_message_id``; False when a fallback is
+        recorded already (or none was asked for)."""
+        if self.fallback is None or self.fallback_message_id is not None:
+            return False
+        self._fell_back(fallback_message_id, reason)
+        return True
+
+    def mark_fallback_of(self, original_id: UUID) -> None:
+        self._fallback_of(original_id)
 
     def is_due(self, now: datetime) -> bool:
         """Whether a dispatcher should make the next attempt now."""
@@ -156,35 +271,39 @@ class Message(Aggregate):
             and self.next_attempt_at <= now
         )
 
-    def claim_attempt(self, now: datetime, lease_until: datetime) -> bool:
+    def claim_attempt(
+        self, now: datetime, lease_until: datetime, driver: str | None = None
+    ) -> bool:
         """Claim the next attempt if it is due. Saving the claim is what makes it exclusive:
         a concurrent claim on the same version fails in the event store."""
         if not self.is_due(now):
             return False
-        self._attempt_started(self.attempts + 1, lease_until)
+        self._attempt_started(self.attempts + 1, lease_until, driver)
         return True
 
-    def take_over_first_attempt(self, nonce: str, lease_until: datetime) -> bool:
+    def take_over_first_attempt(
+        self, nonce: str, lease_until: datetime, driver: str | None = None
+    ) -> bool:
         """Claim the first attempt of a message whose recording request gave up before
         making it (an outage hid whether ``Queued`` was committed). Only that request,
         knowing its ``nonce``, may, and only while nothing else happened to the message:
         the first attempt is otherwise made without a claim, by that request alone."""
-        if self.nonce is None or self.nonce != nonce or self.version != 1:
+        if self.nonce is None or self.nonce != nonce or self.version != self.recorded_version:
             return False
         if self.status is not Status.QUEUED:
             return False
-        self._attempt_started(self.attempts + 1, lease_until)
+        self._attempt_started(self.attempts + 1, lease_until, driver)
         return True
 
-    def claim_queued(self, lease_until: datetime) -> bool:
+    def claim_queued(self, lease_until: datetime, driver: str | None = None) -> bool:
         """Claim the first attempt of a message queued for a dispatcher (an asynchronous or
         batch send), at once rather than when its recovery time comes. Only while nothing
         else happened to it: a concurrent claim of the same version fails in the store."""
-        if self.attempt_by != ATTEMPT_BY_DISPATCHER or self.version != 1:
+        if self.attempt_by != ATTEMPT_BY_DISPATCHER or self.version != self.recorded_version:
             return False
         if self.status is not Status.QUEUED:
             return False
-        self._attempt_started(self.attempts + 1, lease_until)
+        self._attempt_started(self.attempts + 1, lease_until, driver)
         return True
 
     def record_report(
@@ -195,6 +314,7 @@ class Message(Aggregate):
         error_code: str | None = None,
         error_message: str | None = None,
         source: str = "provider_report",
+        part: str | None = None,
     ) -> bool:
         """Apply a provider's status report; record it only when it moves the status forward.
 
@@ -204,8 +324,13 @@ class Message(Aggregate):
         """
         if self.status.merge(status) == self.status:
             return False
+        if status is Status.DELIVERED and part is not None and not self._last_part(part):
+            if part in self.delivered_parts:
+                return False
+            self._part_delivered(part)
+            return True
         if status is Status.SENT:
-            self._sent(provider_message_id or self.provider_message_id or "", None, source)
+            self._sent(provider_message_id or self.provider_message_id or "", None, source, None)
         elif status is Status.DELIVERED:
             self._delivered(source)
         elif status is Status.READ:
@@ -217,16 +342,36 @@ class Message(Aggregate):
                 True,
                 status.value,
                 source,
+                None,
             )
         else:
             return False
         return True
 
+    def _last_part(self, part: str) -> bool:
+        """Whether a delivered report for ``part`` makes the whole message delivered."""
+        if self.parts:
+            return part not in self.parts or self.delivered_parts.union({part}).issuperset(
+                self.parts
+            )
+        # Not split, as far as the driver's answer says; or no answer yet (a report can
+        # come first), in which case the Sent's parts settle it.
+        return self.accepted
+
     # Mutators: run when an event is recorded and again on every replay, so they only
     # assign what the event says.
 
     @event(Sent)
-    def _sent(self, provider_message_id: str, response: dict[str, Any] | None, source: str) -> None:
+    def _sent(
+        self,
+        provider_message_id: str,
+        response: dict[str, Any] | None,
+        source: str,
+        driver: str | None,
+    ) -> None:
+        if driver is not None:
+            self.driver = driver
+            self.last_driver = driver
         if provider_message_id:
             self.provider_message_id = provider_message_id
         if response is not None:
@@ -234,17 +379,49 @@ class Message(Aggregate):
         if source == "driver":
             self.attempts += 1
             self.next_attempt_at = None
+            self.accepted = True
         self.status = self.status.merge(Status.SENT)
 
+    @event(PartsAccepted)
+    def _parts_accepted(self, parts: list[str]) -> None:
+        self.parts = tuple(parts)
+
+    @event(PartDelivered)
+    def _part_delivered(self, part: str) -> None:
+        self.delivered_parts = self.delivered_parts.union({part})
+
     @event(AttemptStarted)
-    def _attempt_started(self, attempt: int, lease_until: datetime) -> None:  # noqa: ARG002
+    def _attempt_started(self, attempt: int, lease_until: datetime, driver: str | None) -> None:  # noqa: ARG002
         self.next_attempt_at = lease_until
 
     @event(Retried)
-    def _retried(self, attempt: int, code: str, message: str, next_attempt_at: datetime) -> None:  # noqa: ARG002
+    def _retried(
+        self,
+        attempt: int,  # noqa: ARG002
+        code: str,
+        message: str,
+        next_attempt_at: datetime,
+        driver: str | None,
+    ) -> None:
+        if driver is not None:
+            self.last_driver = driver
         self.attempts += 1
         self.error = {"code": code, "message": message}
         self.next_attempt_at = next_attempt_at
+
+    @event(FallbackRequested)
+    def _fallback_requested(self, channel: str, due_at: datetime, text: str | None) -> None:
+        self.fallback = (Channel(channel), due_at, text)
+        self.recorded_version += 1  # only ever recorded with the Queued
+
+    @event(FellBack)
+    def _fell_back(self, fallback_message_id: UUID, reason: str) -> None:  # noqa: ARG002
+        self.fallback_message_id = fallback_message_id
+
+    @event(FallbackOf)
+    def _fallback_of(self, original_id: UUID) -> None:
+        self.fallback_of = original_id
+        self.recorded_version += 1  # only ever recorded with the Queued
 
     @event(Delivered)
     def _delivered(self, source: str) -> None:  # noqa: ARG002 - recorded in the event
@@ -255,7 +432,17 @@ class Message(Aggregate):
         self.status = self.status.merge(Status.READ)
 
     @event(Failed)
-    def _failed(self, code: str, message: str, permanent: bool, status: str, source: str) -> None:  # noqa: ARG002
+    def _failed(
+        self,
+        code: str,
+        message: str,
+        permanent: bool,  # noqa: ARG002
+        status: str,
+        source: str,
+        driver: str | None,
+    ) -> None:
+        if driver is not None:
+            self.last_driver = driver
         if source == "driver":
             self.attempts += 1
         self.next_attempt_at = None

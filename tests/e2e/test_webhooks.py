@@ -284,9 +284,12 @@ def post_meta_header(raw: bytes) -> str:
 
 def test_bad_requests_never_get_a_5xx(server: Server) -> None:
     base = f"{server.base_url}/conversa/webhooks"
-    assert httpx.post(f"{base}/vonage", content=b"{}").status_code == 404
-    assert httpx.get(f"{base}/vonage").status_code == 404
+    assert httpx.post(f"{base}/sinch", content=b"{}").status_code == 404
+    assert httpx.get(f"{base}/sinch").status_code == 404
     assert httpx.get(f"{base}/twilio").status_code == 405
+    assert httpx.get(f"{base}/africastalking").status_code == 405
+    assert httpx.get(f"{base}/vonage").status_code == 400  # no parameters at all
+    assert httpx.post(f"{base}/vonage", content=b"{}").status_code == 403  # no secret here
     assert post_meta(server, b"not json").status_code == 400
     assert post_meta(server, b'{"object": "page", "entry": []}').status_code == 400
     huge = (

@@ -22,7 +22,7 @@ from conversa.domain.phone import PhoneNumber
 from conversa.domain.status import Status
 
 MAX_SEND_BODY = 64 * 1024
-SEND_FIELDS = frozenset({"channel", "to", "body", "template", "from", "meta"})
+SEND_FIELDS = frozenset({"channel", "to", "body", "template", "from", "meta", "fallback"})
 LIST_PARAMETERS = frozenset({"status", "channel", "to", "page", "per_page"})
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 25
@@ -43,7 +43,12 @@ async def send_message(request: Request) -> JSONResponse:
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters",
         )
     payload = {"body": document.get("body"), "template": document.get("template")}
-    opts = {"idempotency_key": key, "from": document.get("from"), "meta": document.get("meta")}
+    opts = {
+        "idempotency_key": key,
+        "from": document.get("from"),
+        "meta": document.get("meta"),
+        "fallback": document.get("fallback"),
+    }
     state = http_state(request)
     if prefers_async(request):
         return await _queue_message(request, context, document, payload, opts)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conversa.adapters.metrics import PrometheusMetrics
+from conversa.app.failover import RECENT, BreakerState, breaker_statuses
 from conversa.app.projector import ProjectionStatus
 from conversa.app.service import ConversaService
 
@@ -65,7 +66,39 @@ class ProjectionGauges(Collector):
         )
 
 
+class BreakerGauges(Collector):
+    """The circuit breakers of the failover lists, as this process sees them (breakers are
+    per process: under ``--workers N`` each scrape shows the process that answered)."""
+
+    def __init__(self, service: ConversaService) -> None:
+        self.service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        statuses = breaker_statuses(list(self.service.drivers.values()))
+        if not statuses:
+            return
+        state = GaugeMetricFamily(
+            "conversa_driver_breaker_state",
+            "Circuit breaker of each failover driver in this process: 1 for its state",
+            labels=["driver", "state"],
+        )
+        rate = GaugeMetricFamily(
+            "conversa_driver_error_rate",
+            f"Share of failures among the last {RECENT} attempts of each failover driver "
+            "in this process",
+            labels=["driver"],
+        )
+        for status in statuses:
+            for each in BreakerState:
+                state.add_metric([status.driver, each.value], float(status.state is each))
+            rate.add_metric([status.driver], status.error_rate)
+        yield state
+        yield rate
+
+
 async def metrics(request: Request) -> Response:
     state = request.app.state.conversa
-    body = await run_in_threadpool(state.metrics.exposition, state.database_gauges)
+    body = await run_in_threadpool(
+        state.metrics.exposition, state.database_gauges, BreakerGauges(state.service)
+    )
     return Response(body, media_type=CONTENT_TYPE)

@@ -104,6 +104,18 @@ SCHEMAS: dict[str, Any] = {
                 "description": f"Any JSON object up to {MAX_META_BYTES} bytes and "
                 f"{MAX_META_DEPTH} levels of nesting, stored as given",
             },
+            "fallback": {
+                "type": "object",
+                "description": "On a WhatsApp send: the same content goes out once as an SMS "
+                "if the WhatsApp message fails for a reason about the recipient or is not "
+                "delivered within after_seconds",
+                "required": ["channel", "after_seconds"],
+                "properties": {
+                    "channel": {"type": "string", "enum": ["sms"]},
+                    "after_seconds": {"type": "integer", "minimum": 1, "maximum": 2592000},
+                },
+                "additionalProperties": False,
+            },
         },
         "oneOf": [{"required": ["body"]}, {"required": ["template"]}],
     },
@@ -205,6 +217,16 @@ SCHEMAS: dict[str, Any] = {
             "meta": {"type": "object"},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
+            "fallback_message_id": {
+                "type": "string",
+                "format": "uuid",
+                "description": "The SMS this WhatsApp message fell back to (one message)",
+            },
+            "fallback_of": {
+                "type": "string",
+                "format": "uuid",
+                "description": "The WhatsApp message this SMS is the fallback of (one message)",
+            },
         },
     },
     "Event": {
@@ -483,25 +505,40 @@ PATHS: dict[str, Any] = {
                 "name": "provider",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "enum": ["twilio", "whatsapp_cloud"]},
+                "schema": {
+                    "type": "string",
+                    "enum": ["twilio", "whatsapp_cloud", "vonage", "africastalking"],
+                },
             }
         ],
         "get": {
             "operationId": "webhookHandshake",
-            "summary": "Meta's subscription handshake",
+            "summary": "Meta's subscription handshake; Vonage's webhooks sent with GET",
             "parameters": [
                 {"name": "hub.mode", "in": "query", "schema": {"type": "string"}},
                 {"name": "hub.verify_token", "in": "query", "schema": {"type": "string"}},
                 {"name": "hub.challenge", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "sig",
+                    "in": "query",
+                    "description": "Vonage: the signature of the other query parameters",
+                    "schema": {"type": "string"},
+                },
             ],
             "responses": {
                 "200": {
-                    "description": "The challenge, echoed",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                    "description": "Meta: the challenge, echoed; Vonage: verified and processed",
+                    "content": {
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/json": {"schema": _ref("WebhookReceipt")},
+                    },
                 },
-                "403": _error("The verify token does not match, or none is configured"),
+                "400": _error("Vonage: not a delivery receipt or an inbound SMS"),
+                "403": _error(
+                    "The verify token or signature does not match, or none is configured"
+                ),
                 "404": _error("Unknown provider"),
-                "405": _error("Twilio sends its callbacks with POST"),
+                "405": _error("Twilio and Africa's Talking send their callbacks with POST"),
             },
         },
         "post": {
@@ -513,7 +550,13 @@ PATHS: dict[str, Any] = {
                 {
                     "name": "message_id",
                     "in": "query",
-                    "description": "Our message id, in the callback URL given to Twilio",
+                    "description": "Our message id, in the callback URL given to Twilio or Vonage",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "token",
+                    "in": "query",
+                    "description": "Africa's Talking: the secret token of the delivery-report URL",
                     "schema": {"type": "string"},
                 },
             ],

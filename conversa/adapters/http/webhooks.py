@@ -9,7 +9,8 @@ that the provider stops retrying it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
@@ -19,11 +20,21 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from conversa.adapters.http.bodies import read_body
 from conversa.adapters.http.errors import ApiError, error_response
 from conversa.adapters.http.state import HttpState, http_state
+from conversa.adapters.providers.africastalking.webhook import (
+    json_form,
+    parse_delivery_report,
+    verify_url_token,
+)
 from conversa.adapters.providers.twilio_webhook import (
     parse_form,
     parse_twilio_callback,
     public_url,
     verify_twilio_signature,
+)
+from conversa.adapters.providers.vonage.webhook import (
+    parse_vonage_webhook,
+    verify_vonage_signature,
+    webhook_params,
 )
 from conversa.adapters.providers.webhooks import MalformedWebhook, SignatureError
 from conversa.adapters.providers.whatsapp_webhook import (
@@ -33,11 +44,12 @@ from conversa.adapters.providers.whatsapp_webhook import (
 )
 from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.service import ConversaService
+from conversa.app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BODY = 1024 * 1024
-PROVIDERS = ("twilio", "whatsapp_cloud")
+PROVIDERS = ("twilio", "whatsapp_cloud", "vonage", "africastalking")
 
 
 def _secret(value: SecretStr | None) -> str | None:
@@ -61,6 +73,8 @@ def _refused(state: HttpState, provider: str, status: int, reason: str, message:
 async def webhook_handshake(request: Request) -> Response:
     provider = _provider(request)
     state = http_state(request)
+    if provider == "vonage":
+        return await webhook_callback(request)  # Vonage may send its webhooks with GET
     if provider != "whatsapp_cloud":
         raise ApiError(405, "method_not_allowed", f"{provider} sends its callbacks with POST")
     params = request.query_params
@@ -76,44 +90,86 @@ async def webhook_handshake(request: Request) -> Response:
     return PlainTextResponse(challenge)
 
 
+#: What a provider's webhook request says once verified: status reports, and how many
+#: inbound messages it carried (acknowledged, not recorded here).
+Reading = tuple[list[StatusReport], int]
+
+
+def _read_twilio(request: Request, settings: Settings, raw: bytes) -> Reading:
+    signature = request.headers.get("x-twilio-signature")
+    if not signature:
+        raise SignatureError("the X-Twilio-Signature header is missing")
+    if settings.webhook_base_url is None:
+        raise SignatureError(
+            "CONVERSA_WEBHOOK_BASE_URL is not set, so the signed URL cannot be rebuilt"
+        )
+    form = parse_form(raw)
+    url = public_url(
+        settings.webhook_base_url,
+        # What Twilio requested, byte for byte: its signature covers the URL as sent.
+        request.scope.get("raw_path", request.url.path.encode()).decode("latin-1"),
+        request.scope.get("query_string", b"").decode("latin-1"),
+    )
+    verify_twilio_signature(
+        auth_token=_secret(settings.twilio_token), url=url, form=form, signature=signature
+    )
+    report = parse_twilio_callback(form, request.query_params.get("message_id"))
+    fields = dict(form)
+    raw_status = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").lower()
+    inbound = int(report is None and raw_status in ("receiving", "received"))
+    return ([] if report is None else [report]), inbound
+
+
+def _read_meta(request: Request, settings: Settings, raw: bytes) -> Reading:
+    verify_meta_signature(
+        app_secret=_secret(settings.whatsapp_app_secret),
+        raw_body=raw,
+        header=request.headers.get("x-hub-signature-256"),
+    )
+    hook = parse_meta_webhook(raw)
+    return list(hook.reports), hook.inbound_messages
+
+
+def _read_vonage(request: Request, settings: Settings, raw: bytes) -> Reading:
+    query = list(request.query_params.multi_items())
+    params = webhook_params(request.method, request.headers.get("content-type", ""), raw, query)
+    verify_vonage_signature(
+        params,
+        secret=_secret(settings.vonage_signature_secret),
+        method=settings.vonage_signature_method,
+        now=time.time(),
+        query=dict(query) if request.method == "GET" else None,
+    )
+    hook = parse_vonage_webhook(params, request.query_params.get("message_id"))
+    return ([] if hook.report is None else [hook.report]), int(hook.inbound)
+
+
+def _read_africastalking(request: Request, settings: Settings, raw: bytes) -> Reading:
+    verify_url_token(
+        expected=_secret(settings.africastalking_webhook_token),
+        received=request.query_params.get("token"),
+    )
+    hook = parse_delivery_report(
+        parse_form(raw) if "json" not in request.headers.get("content-type", "") else json_form(raw)
+    )
+    return ([] if hook.report is None else [hook.report]), int(hook.inbound)
+
+
+READERS: dict[str, Callable[[Request, Settings, bytes], Reading]] = {
+    "twilio": _read_twilio,
+    "whatsapp_cloud": _read_meta,
+    "vonage": _read_vonage,
+    "africastalking": _read_africastalking,
+}
+
+
 async def webhook_callback(request: Request) -> Response:
     provider = _provider(request)
     state = http_state(request)
     settings = state.service.settings
     raw = await read_body(request, MAX_WEBHOOK_BODY)
-    inbound = 0
     try:
-        if provider == "twilio":
-            signature = request.headers.get("x-twilio-signature")
-            if not signature:
-                raise SignatureError("the X-Twilio-Signature header is missing")
-            if settings.webhook_base_url is None:
-                raise SignatureError(
-                    "CONVERSA_WEBHOOK_BASE_URL is not set, so the signed URL cannot be rebuilt"
-                )
-            form = parse_form(raw)
-            url = public_url(
-                settings.webhook_base_url,
-                # What Twilio requested, byte for byte: its signature covers the URL as sent.
-                request.scope.get("raw_path", request.url.path.encode()).decode("latin-1"),
-                request.scope.get("query_string", b"").decode("latin-1"),
-            )
-            verify_twilio_signature(
-                auth_token=_secret(settings.twilio_token), url=url, form=form, signature=signature
-            )
-            report = parse_twilio_callback(form, request.query_params.get("message_id"))
-            reports = [] if report is None else [report]
-            fields = dict(form)
-            raw_status = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").lower()
-            inbound = int(report is None and raw_status in ("receiving", "received"))
-        else:
-            verify_meta_signature(
-                app_secret=_secret(settings.whatsapp_app_secret),
-                raw_body=raw,
-                header=request.headers.get("x-hub-signature-256"),
-            )
-            hook = parse_meta_webhook(raw)
-            reports, inbound = hook.reports, hook.inbound_messages
+        reports, inbound = READERS[provider](request, settings, raw)
     except SignatureError as error:
         return _refused(state, provider, 403, "signature", str(error))
     except MalformedWebhook as error:

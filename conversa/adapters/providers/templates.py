@@ -26,6 +26,10 @@ from conversa.domain.errors import InvalidRequest
 VARIABLE = "CONVERSA_TEMPLATES_FILE"
 TWILIO = "twilio"
 WHATSAPP_CLOUD = "whatsapp_cloud"
+#: Not a driver: the plain text a WhatsApp template falls back to as an SMS, with ``{1}``,
+#: ``{2}``... standing for its variables.
+SMS = "sms"
+_PLACEHOLDER = re.compile(r"\{(\d+)\}")
 
 _CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 # Meta: "Template names can only contain lowercase alphanumeric characters and underscores",
@@ -50,7 +54,24 @@ class WhatsAppCloudTemplate:
     language: str
 
 
-DriverTemplate = TwilioTemplate | WhatsAppCloudTemplate
+@dataclass(frozen=True, slots=True)
+class SmsText:
+    """The SMS text of a template, for a WhatsApp-to-SMS fallback."""
+
+    text: str
+
+    def render(self, variables: tuple[str, ...]) -> str:
+        """The text with ``{n}`` replaced by the n-th variable (from 1); a placeholder
+        without its variable stays as it is."""
+
+        def fill(match: re.Match[str]) -> str:
+            index = int(match.group(1))
+            return variables[index - 1] if 0 < index <= len(variables) else match.group()
+
+        return _PLACEHOLDER.sub(fill, self.text)
+
+
+DriverTemplate = TwilioTemplate | WhatsAppCloudTemplate | SmsText
 
 
 class UnknownTemplate(InvalidRequest):
@@ -132,6 +153,12 @@ class TemplateCatalog:
             raise UnknownTemplate(name, driver, known=True)
         return template
 
+    def sms_text(self, name: str, variables: tuple[str, ...]) -> str | None:
+        """The SMS text of template ``name`` with its variables filled in, or None when the
+        templates file gives it none."""
+        template = self._entries.get(name, {}).get(SMS)
+        return template.render(variables) if isinstance(template, SmsText) else None
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 
@@ -164,7 +191,13 @@ def _driver_template(source: str, name: str, driver: str, value: object) -> Driv
         if not isinstance(language, str) or not _META_LANGUAGE.match(language):
             _fail(source, f"{where}.language", "must be a language code like en or en_US")
         return WhatsAppCloudTemplate(name=meta_name, language=language)
-    _fail(source, where, f"unknown driver {driver!r}; known: {TWILIO}, {WHATSAPP_CLOUD}")
+    if driver == SMS:
+        _only_keys(source, where, value, required={"text"})
+        text = value["text"]
+        if not isinstance(text, str) or not text.strip():
+            _fail(source, f"{where}.text", "must be the SMS text, {1} for the first variable")
+        return SmsText(text=text)
+    _fail(source, where, f"unknown driver {driver!r}; known: {TWILIO}, {WHATSAPP_CLOUD}, {SMS}")
 
 
 def _only_keys(source: str, where: str, value: Mapping[str, object], *, required: set[str]) -> None:

@@ -20,7 +20,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -62,6 +62,18 @@ PERMANENT_CODES = frozenset(
         21614,  # To is not a mobile number
         21617,  # body longer than 1600 characters
         21635,  # To is a landline
+    }
+)
+#: Permanent refusals about our account or route, not the recipient: another provider of a
+#: failover list may send where Twilio will not.
+ROUTE_CODES = frozenset(
+    {
+        20003,  # authentication failed
+        20404,  # wrong account
+        21408,  # region not enabled
+        21606,  # From is not ours to send from
+        21608,  # trial account
+        21612,  # cannot route to this number by SMS
     }
 )
 #: HTTP statuses that mean "try again later" when the answer has no code we know.
@@ -186,7 +198,7 @@ class TwilioDriver:
             )
         refusal = classify_error(response.status_code, payload)
         safe = scrub(refusal.message, recipient=message.to, secrets=[token])
-        return self._failed(message, DriverError(refusal.code, safe, transient=refusal.transient))
+        return self._failed(message, replace(refusal, message=safe))
 
     # The request
 
@@ -284,7 +296,8 @@ def classify_error(status: int, payload: object) -> DriverError:
     else:
         transient = status in TRANSIENT_STATUSES or status >= 500
     error_code = f"{NAME}_{code}" if code is not None else f"{NAME}_http_{status}"
-    return DriverError(error_code, text, transient=transient)
+    reroutable = not transient and (code in ROUTE_CODES or (code is None and status in (401, 403)))
+    return DriverError(error_code, text, transient=transient, reroutable=reroutable)
 
 
 def _address(value: str, *, whatsapp: bool) -> str:

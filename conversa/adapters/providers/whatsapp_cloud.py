@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -41,6 +41,10 @@ log = logging.getLogger("conversa.driver.whatsapp_cloud")
 NAME: Final = "whatsapp_cloud"
 TRANSIENT_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131056, 131057, 133004})
 TRANSIENT_STATUSES = frozenset({408, 429})
+#: Permanent refusals about our account, token or number, not the recipient: another
+#: provider of a failover list may send where Meta will not (token expired, permissions,
+#: account restricted, payment, registration).
+ACCOUNT_CODES = frozenset({0, 3, 10, 190, 368, 130497, 131031, 131042, 131045})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +133,7 @@ class WhatsAppCloudDriver:
             )
         refusal = classify_error(response.status_code, payload)
         safe = scrub(refusal.message, recipient=message.to, secrets=[token])
-        return self._failed(message, DriverError(refusal.code, safe, transient=refusal.transient))
+        return self._failed(message, replace(refusal, message=safe))
 
     # The request
 
@@ -227,7 +231,11 @@ def classify_error(status: int, payload: object) -> DriverError:
     else:
         transient = status in TRANSIENT_STATUSES or status >= 500
     error_code = f"{NAME}_{code}" if code is not None else f"{NAME}_http_{status}"
-    return DriverError(error_code, text, transient=transient)
+    reroutable = not transient and (
+        (code is not None and (code in ACCOUNT_CODES or 200 <= code <= 299))
+        or (code is None and status in (401, 403))
+    )
+    return DriverError(error_code, text, transient=transient, reroutable=reroutable)
 
 
 def _first_message_id(payload: object) -> str | None:

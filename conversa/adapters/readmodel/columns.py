@@ -49,6 +49,7 @@ DUE_INDEX_COLUMNS = "next_attempt_at) WHERE (next_attempt_at IS NOT NULL"
 COUNTS_TABLE = "conversa_messages_counts"
 #: The columns a row's later events can change; the others are fixed by ``Queued``.
 MUTABLE = (
+    "driver",  # a failover list's member that sent it
     "status",
     "provider_message_id",
     "attempts",

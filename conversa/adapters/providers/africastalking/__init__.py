@@ -1,0 +1,1 @@
+"""Africa's Talking SMS: the ``africastalking`` driver and its delivery reports."""

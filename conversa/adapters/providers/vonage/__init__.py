@@ -1,0 +1,1 @@
+"""Vonage (formerly Nexmo) SMS API: the ``vonage`` driver and its webhooks."""
