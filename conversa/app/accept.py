@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
@@ -44,7 +45,9 @@ MAX_BATCH = 1000
 #: then each is saved on its own, and retrying with the same keys finishes it).
 CHUNK = MAX_BATCH
 #: The fields of a batch item: the single send's body, and its idempotency key.
-ITEM_FIELDS = frozenset({"channel", "to", "body", "template", "from", "meta", "idempotency_key"})
+ITEM_FIELDS = frozenset(
+    {"channel", "to", "body", "template", "from", "meta", "idempotency_key", "fallback"}
+)
 #: Where the dispatcher's position is kept, among the subscribers' positions.
 DRAIN_POSITION = "conversa:dispatcher"
 
@@ -122,7 +125,11 @@ class Acceptor:
                 if unknown:
                     raise InvalidRequest(unknown[0], f"unknown field {unknown[0]}")
                 options = _check_options(
-                    {k: item.get(k) for k in ("idempotency_key", "from", "meta")}
+                    {
+                        k: item[k]
+                        for k in ("idempotency_key", "from", "meta", "fallback")
+                        if k in item
+                    }
                 )
                 channel = Channel.parse(item.get("channel"))
                 recipient = PhoneNumber.parse(item.get("to"))
@@ -134,6 +141,7 @@ class Acceptor:
                 message_id = message_id_for(scope, key)
                 sender = options.get("from")
                 driver.validate(OutboundMessage(message_id, channel, recipient, sender, content))
+                fallback = service._fallback(options, channel, message_id, recipient, content)
             except ConversaError as error:
                 outcomes[index] = BatchItemResult(index, error=error)
                 continue
@@ -163,6 +171,10 @@ class Acceptor:
                 nonce=uuid4().hex,
                 attempt_by=ATTEMPT_BY_DISPATCHER,
             )
+            if fallback is not None:
+                message.request_fallback(
+                    fallback.channel, now + timedelta(seconds=fallback.after_seconds), fallback.text
+                )
             entry = _Prepared(index, message, content)
             first_of[message_id] = entry
             prepared.append(entry)

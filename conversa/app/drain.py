@@ -32,14 +32,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from conversa.app.accept import DRAIN_POSITION
 from conversa.app.dispatch import _payload_expired
 from conversa.app.failover import choose_driver, planned_driver
-from conversa.app.messages import update_message
+from conversa.app.messages import load_message, update_message
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.pacing import Pacer
 from conversa.app.ports import (
@@ -295,9 +297,15 @@ class Drain:
         refusals = dispatcher.writer.save_each([[entry.message] for entry, _ in ready])
         claimed = []
         for (entry, content), refusal in zip(ready, refusals, strict=True):
-            if refusal is not None:
-                continue  # another process (a due scan, a report) acted on it first
             message = entry.message
+            if refusal is not None:
+                # Another process (a due scan, a report) acted on it first, or it was
+                # recorded with more than its Queued (a fallback asked for): read it, and
+                # claim it if it is still waiting for its first attempt.
+                reread = self._claim_stored(message.id, lease_until)
+                if reread is None:
+                    continue
+                message = entry.message = reread
             if content is None:
                 # Its content never reached the payload store (CONVERSA_STORE_BODY=false
                 # and its request died right after the commit): it cannot be sent.
@@ -307,6 +315,21 @@ class Drain:
             driver = dispatcher.drivers[message.channel].name
             claimed.append(_Claimed(message, content, driver, 1, call_by))
         return claimed
+
+    def _claim_stored(self, message_id: UUID, lease_until: datetime) -> Message | None:
+        """Claim the stored message on its own, if it is still queued for the drain."""
+        dispatcher = self.dispatcher
+        message = load_message(dispatcher.app, message_id)
+        planned = planned_driver(
+            dispatcher.drivers[message.channel], message.channel, message.last_driver
+        )
+        if not message.claim_queued(lease_until, planned):
+            return None
+        try:
+            dispatcher.writer.save(message)
+        except IntegrityError:
+            return None
+        return message
 
     def _attempt(self, claimed: list[_Claimed], stop: StopSignal) -> None:
         """Make the provider calls, at most ``concurrency`` at once per driver. Once the

@@ -246,3 +246,38 @@ def test_a_failure_reported_while_no_worker_ran_falls_back_at_its_start(
         _state, events = worker.message_history(result.message_id)
         assert events[-1]["reason"] == "failed: 131026"
     assert len(twilio.sent) == 1
+
+
+def test_a_queued_whatsapp_message_with_a_fallback_is_sent_by_the_drain_and_falls_back(
+    backend_url: str,
+    twilio: FakeTwilio,
+    meta: FakeWhatsAppCloud,
+    clock: Clock,
+    templates: Path,
+) -> None:
+    # Asynchronous and batch sends take the fallback too; such a message is recorded with
+    # more than its Queued, which the drain must still claim at once.
+    meta.answer(meta_error(131026))
+    with open_service(backend_url, twilio, meta, clock, templates) as service:
+        queued = service.queue(
+            "whatsapp", TO, {"body": "Your code is 8351"}, {"fallback": FALLBACK}
+        )
+        assert queued.status == "queued"
+        (refused,) = service.send_batch(
+            [{"channel": "sms", "to": TO, "body": "x", "fallback": FALLBACK}]
+        )
+        assert refused.error is not None and refused.error.field == "fallback"
+        with service.running():
+            pass  # leaving waits until the drain has attempted what was queued
+        assert len(meta.requests) == 1
+        service.run_fallbacks()
+        assert service.run_fallbacks() == 0
+        original = resource(service, queued.message_id)
+        assert original["status"] == "failed"
+        sms = resource(service, UUID(str(original["fallback_message_id"])))
+        assert (sms["fallback_of"], sms["channel"], sms["status"]) == (
+            str(queued.message_id),
+            "sms",
+            "sent",
+        )
+        assert len(twilio.sent) == 1
