@@ -408,7 +408,9 @@ class Drain:
         now = dispatcher.clock()
         groups: list[list[Aggregate]] = []
         for entry in claimed:
-            others = dispatcher._apply(entry.message, entry.result, now, entry.driver)
+            others = dispatcher._apply(
+                entry.message, entry.result, now, entry.driver, new_index=True
+            )
             groups.append([entry.message, *others])
         try:
             refusals = dispatcher.writer.save_each(groups)
