@@ -264,6 +264,11 @@ class MessagesView(TrackingRecorder):
         or removed one does not."""
 
     @abstractmethod
+    def events_after(self, position: int, limit: int) -> list[tuple[int, StoredRecord]]:
+        """Up to ``limit`` stored events after notification ``position``, in notification
+        order, each with its notification id (what following the store reads)."""
+
+    @abstractmethod
     def stored_events(self, upto: int) -> Iterator[list[StoredRecord]]:
         """Every stored event with a notification id up to ``upto``, of every aggregate,
         grouped by aggregate and in version order within each (what a rebuild folds), a

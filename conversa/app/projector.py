@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from conversa.app.application import ConversaApp
 from conversa.app.ports import EventSignal, StopSignal
@@ -30,6 +30,7 @@ from conversa.app.projection import (
     MessagesView,
     ProjectionOutOfSequence,
     RowChanges,
+    StoredRecord,
     apply_event,
     count_key,
     fold_facts,
@@ -103,7 +104,7 @@ class Projector:
         if not notifications:
             return 0
         folded = self._fold(notifications)
-        last = notifications[-1].id
+        last = notifications[-1][0]
         try:
             self.view.store(folded.changes, Tracking(self.app.name, last))
         except IntegrityError:
@@ -141,12 +142,12 @@ class Projector:
             return ProjectionStall(position, _describe(error))
         return None
 
-    def _next_page(self, position: int) -> Sequence[Notification]:
-        return self.app.recorder.select_notifications(
-            start=position, limit=self.batch_size, inclusive_of_start=False
-        )
+    def _next_page(self, position: int) -> list[tuple[int, StoredRecord]]:
+        return self.view.events_after(position, self.batch_size)
 
-    def _fold(self, notifications: Sequence[Notification], *, check: bool = False) -> _Folded:
+    def _fold(
+        self, notifications: list[tuple[int, StoredRecord]], *, check: bool = False
+    ) -> _Folded:
         """Fold a page into one write per row. Only the rows of messages whose first
         event in the page is not ``Queued`` are read first: a ``Queued`` makes its row,
         and the view refuses it if the row exists (``check``: read those too, and fail
@@ -154,8 +155,8 @@ class Projector:
         facts_of = self._facts.facts
         facts = [
             f
-            for n in notifications
-            if (f := facts_of(n.topic, n.originator_id, n.originator_version, n.state))
+            for _, (originator_id, version, topic, state) in notifications
+            if (f := facts_of(topic, originator_id, version, state))
             is not None  # other aggregates share the store; their positions still count
         ]
         by_message: dict[UUID, list[EventFacts]] = {}

@@ -215,6 +215,23 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
                     ],
                 )
 
+    def events_after(self, position: int, limit: int) -> list[tuple[int, StoredRecord]]:
+        # The library's select_notifications builds an object per event and reads text;
+        # this reads the same rows, in binary, as tuples.
+        with (
+            self.datastore.transaction(commit=False) as curs,
+            curs.connection.cursor(row_factory=tuple_row, binary=True) as cursor,
+        ):
+            cursor.execute(
+                SQL(
+                    "SELECT notification_id, originator_id::uuid, originator_version::bigint, "
+                    "topic, state FROM {events} WHERE notification_id > %s "
+                    "ORDER BY notification_id LIMIT %s"
+                ).format(events=self.events),
+                (position, limit),
+            )
+            return [(n, (i, v, t, s)) for n, i, v, t, s in cursor.fetchall()]
+
     def stored_events(self, upto: int) -> Iterator[list[StoredRecord]]:
         # A server-side cursor in binary, fetched in chunks: the rows are built in C, and
         # this is the cheapest way here to read a million (a binary COPY costs more CPU).

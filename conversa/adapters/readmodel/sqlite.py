@@ -156,6 +156,16 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             if changes.counts:
                 curs.executemany(COUNT, [(*key, n) for key, n in changes.counts.items()])
 
+    def events_after(self, position: int, limit: int) -> list[tuple[int, StoredRecord]]:
+        with self.datastore.transaction(commit=False) as cursor:
+            curs = _raw(cursor)
+            curs.execute(
+                "SELECT rowid, originator_id, originator_version, topic, state "
+                f"FROM {EVENTS_TABLE} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (position, limit),
+            )
+            return [(n, (UUID(i), v, t, bytes(s))) for n, i, v, t, s in curs.fetchall()]
+
     def stored_events(self, upto: int) -> Iterator[list[StoredRecord]]:
         with self.datastore.transaction(commit=False) as cursor:
             curs = _raw(cursor)
