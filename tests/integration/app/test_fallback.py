@@ -266,7 +266,7 @@ def test_a_queued_whatsapp_message_with_a_fallback_is_sent_by_the_drain_and_fall
         (refused,) = service.send_batch(
             [{"channel": "sms", "to": TO, "body": "x", "fallback": FALLBACK}]
         )
-        assert refused.error is not None and refused.error.field == "fallback"
+        assert isinstance(refused.error, InvalidRequest) and refused.error.field == "fallback"
         with service.running():
             pass  # leaving waits until the drain has attempted what was queued
         assert len(meta.requests) == 1
