@@ -63,19 +63,29 @@ def test_every_curl_example_of_the_readme_works(tmp_path: Path) -> None:
     # Lifecycle events (the event stream's data lines) have a channel too: apart.
     events = [d for d in documents if "event_id" in d]
     messages: list[dict[str, Any]] = [d for d in documents if "channel" in d and d not in events]
-    assert len(messages) == 5, output  # four sends and one inspection
-    # The stream of every event so far: the five messages sent, in order.
-    assert [e["type"] for e in events] == ["message.sent"] * 5, output
-    assert [e["message_id"] for e in events] == [m["id"] for m in messages], output
-    assert all(m["status"] == "sent" for m in messages if "events" not in m)
+    # Four sends answered once sent, one answered 202 (queued), and one inspection.
+    assert len(messages) == 6, output
+    (accepted,) = [m for m in messages if m["status"] == "queued"]
+    assert accepted["body"] == "Maintenance tonight at 22:00"
+    (batch,) = [d["data"] for d in documents if "data" in d and "meta" not in d]
+    assert [(item["index"], item["status"]) for item in batch] == [(0, 201), (1, 201)], output
+    batched = [item["message"] for item in batch]
+    assert [m["idempotency_key"] for m in batched] == ["mnt-1", "mnt-2"]
+    # The stream of every event so far: each a message sent, the synchronous sends' among
+    # them in order (the worker sends the queued ones meanwhile).
+    assert {e["type"] for e in events} == {"message.sent"}, output
+    sent_ids = [e["message_id"] for e in events]
+    synchronous = [m["id"] for m in messages if m["status"] == "sent"]
+    assert [i for i in sent_ids if i in synchronous] == synchronous, output
+    assert set(sent_ids) <= {m["id"] for m in messages + batched}, output
     assert any(
         m.get("template") == {"name": "order_shipped", "variables": ["1Z999"]} for m in messages
     )
     (inspected,) = [m for m in messages if "events" in m]
     assert [e["type"] for e in inspected["events"]] == ["queued", "sent"]
-    (listed,) = [d["meta"] for d in documents if "data" in d]
-    # Two SMS were sent; the list may be read before the projection has them all.
-    assert listed["page"] == 1 and listed["per_page"] == 25 and listed["total"] <= 2
+    (listed,) = [d["meta"] for d in documents if "data" in d and "meta" in d]
+    # Five SMS were recorded before the list; it may be read before the projection has them.
+    assert listed["page"] == 1 and listed["per_page"] == 25 and listed["total"] <= 5
     assert {"status": "ok"} in documents
     assert any(str(d.get("openapi", "")).startswith("3.") for d in documents)
 
