@@ -7,11 +7,11 @@ import uuid
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from conversa.adapters.http.responses import JsonResponse
 
 from conversa.adapters.http.bodies import read_json_object
 from conversa.adapters.http.errors import invalid
 from conversa.adapters.http.query import refuse_unknown_parameters
+from conversa.adapters.http.responses import JsonResponse
 from conversa.adapters.http.state import ApplicationRequest, application_request, http_state
 from conversa.app.projection import MessageQuery
 from conversa.app.results import MessageState

@@ -16,7 +16,7 @@ RESOURCE = {
     "to": "+14155550101",
     "from": None,
     "status": "sent",
-    "body": "héllo ✓ \"quoted\" \\ \n\t\u2028 😀",
+    "body": 'héllo ✓ "quoted" \\ \n\t\u2028 😀',
     "attempts": 1,
     "error": None,
     "meta": {"order": 42, "ratio": 0.1, "big": -(2**63), "tags": ["a", True, False, None, 0.5]},
