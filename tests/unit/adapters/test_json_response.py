@@ -34,4 +34,4 @@ def test_the_same_bytes_as_starlette(content: object) -> None:
 
 def test_floats_keep_their_value() -> None:
     content = {"meta": {"small": 1e-7, "large": 1.5e300, "third": 1 / 3}}
-    assert json.loads(JsonResponse(content).body) == content
+    assert json.loads(bytes(JsonResponse(content).body)) == content
