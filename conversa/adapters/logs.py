@@ -95,8 +95,8 @@ class JsonLineFormatter(logging.Formatter):
         if request_id is not None:
             line["request_id"] = request_id
         try:
-            return orjson.dumps(line, default=_as_text, option=orjson.OPT_NON_STR_KEYS).decode()
-        except (TypeError, orjson.JSONEncodeError):  # an integer past 64 bits, say
+            return orjson.dumps(line, default=_as_text).decode()
+        except (TypeError, orjson.JSONEncodeError):  # an integer past 64 bits, an int key
             return json.dumps(line, default=_as_text, ensure_ascii=False)
 
     def _time(self, created: float) -> str:
