@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -17,6 +18,17 @@ from conversa.domain.message import Message
 MAX_CONFLICT_RETRIES = 20
 
 
+def fold(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The aggregate that ``events`` make of ``aggregate`` (None: from the start): the
+    repository's own projector, without its per-event ``isinstance`` check against a
+    runtime-checked protocol, which costs more than applying the event (tens of
+    microseconds each on Python 3.11). Every stored event of this application is an
+    eventsourcing aggregate event, with its ``mutate``."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 class MessageNotFound(LookupError):
     def __init__(self, message_id: object) -> None:
         super().__init__(f"no message with id {message_id}")
@@ -24,7 +36,7 @@ class MessageNotFound(LookupError):
 
 def load_message(app: ConversaApp, message_id: UUID) -> Message:
     try:
-        message: object = app.repository.get(message_id)
+        message: object = app.repository.get(message_id, projector_func=fold)
     except AggregateNotFoundError:
         raise MessageNotFound(message_id) from None
     if not isinstance(message, Message):

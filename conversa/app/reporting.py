@@ -15,7 +15,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from conversa.app.application import ConversaApp
-from conversa.app.messages import MAX_CONFLICT_RETRIES, MessageNotFound, load_message
+from conversa.app.messages import MAX_CONFLICT_RETRIES, MessageNotFound, fold, load_message
 from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.writer import Writer
 from conversa.domain.message import Message
@@ -68,7 +68,9 @@ def apply_fields(message: Message, fields: dict[str, Any], provider_message_id: 
 
 def load_index(app: ConversaApp, provider: str, provider_message_id: str) -> ProviderMessage | None:
     try:
-        index: object = app.repository.get(provider_message_id_for(provider, provider_message_id))
+        index: object = app.repository.get(
+            provider_message_id_for(provider, provider_message_id), projector_func=fold
+        )
     except AggregateNotFoundError:
         return None
     assert isinstance(index, ProviderMessage)

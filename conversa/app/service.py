@@ -257,13 +257,14 @@ class ConversaService:
             # a replay (or the loser of a race on one key) writes nothing down. No dispatcher
             # takes the message before its lease ends, long after this.
             self.payloads.put(message_id, content, now + self.payload_window)
-        log.info(
-            "queued message_id=%s channel=%s to=%s driver=%s",
-            message.id,
-            parsed_channel,
-            recipient.masked(),
-            driver.name,
-        )
+        if log.isEnabledFor(logging.INFO):  # masking the number costs; skip it when unlogged
+            log.info(
+                "queued message_id=%s channel=%s to=%s driver=%s",
+                message.id,
+                parsed_channel,
+                recipient.masked(),
+                driver.name,
+            )
         return SendResult.of(self.dispatcher.attempt(message, content), replayed=False)
 
     def queue(

@@ -7,11 +7,11 @@ import uuid
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from conversa.adapters.http.bodies import read_json_object
 from conversa.adapters.http.errors import invalid
 from conversa.adapters.http.query import refuse_unknown_parameters
+from conversa.adapters.http.responses import JsonResponse
 from conversa.adapters.http.state import ApplicationRequest, application_request, http_state
 from conversa.app.projection import MessageQuery
 from conversa.app.results import MessageState
@@ -29,7 +29,7 @@ DEFAULT_PER_PAGE = 25
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
 
 
-async def send_message(request: Request) -> JSONResponse:
+async def send_message(request: Request) -> JsonResponse:
     context = await application_request(request)
     refuse_unknown_parameters(request, ())
     document = await read_json_object(request, MAX_SEND_BODY)
@@ -62,13 +62,13 @@ async def send_message(request: Request) -> JSONResponse:
     )
     location = f"/conversa/messages/{result.message_id}"
     if result.replayed:  # counted apart, by the service
-        return JSONResponse(
+        return JsonResponse(
             result.message.as_dict(),
             status_code=200,
             headers={"Idempotent-Replayed": "true", "Location": location},
         )
     state.metrics.messages_sent.labels(result.message.channel, result.status).inc()
-    return JSONResponse(result.message.as_dict(), status_code=201, headers={"Location": location})
+    return JsonResponse(result.message.as_dict(), status_code=201, headers={"Location": location})
 
 
 def valid_idempotency_key(key: str) -> bool:
@@ -91,7 +91,7 @@ async def _queue_message(
     document: dict[str, object],
     payload: dict[str, object],
     opts: dict[str, object],
-) -> JSONResponse:
+) -> JsonResponse:
     """``Prefer: respond-async``: 202 once the message is recorded; the dispatcher sends it."""
     result = await run_in_threadpool(
         context.service.queue,
@@ -104,20 +104,20 @@ async def _queue_message(
     location = f"/conversa/messages/{result.message_id}"
     headers = {"Location": location, "Preference-Applied": "respond-async"}
     if result.replayed:
-        return JSONResponse(
+        return JsonResponse(
             result.message.as_dict(),
             status_code=200,
             headers={**headers, "Idempotent-Replayed": "true"},
         )
     http_state(request).metrics.messages_sent.labels(result.message.channel, result.status).inc()
-    return JSONResponse(result.message.as_dict(), status_code=202, headers=headers)
+    return JsonResponse(result.message.as_dict(), status_code=202, headers=headers)
 
 
-async def list_messages(request: Request) -> JSONResponse:
+async def list_messages(request: Request) -> JsonResponse:
     context = await application_request(request)
     query = parse_list_query(request)
     page = await run_in_threadpool(context.service.list_messages, query)
-    return JSONResponse(
+    return JsonResponse(
         {
             "data": [MessageState.of_row(row).as_dict() for row in page.rows],
             "meta": {"page": query.page, "per_page": query.per_page, "total": page.total},
@@ -125,7 +125,7 @@ async def list_messages(request: Request) -> JSONResponse:
     )
 
 
-async def show_message(request: Request) -> JSONResponse:
+async def show_message(request: Request) -> JsonResponse:
     context = await application_request(request)
     refuse_unknown_parameters(request, ())
     raw_id = request.path_params["message_id"]
@@ -134,7 +134,7 @@ async def show_message(request: Request) -> JSONResponse:
     except ValueError:
         raise MessageNotFound(raw_id) from None
     state, events = await run_in_threadpool(context.service.message_history, message_id)
-    return JSONResponse({**state.as_dict(), "events": events})
+    return JsonResponse({**state.as_dict(), "events": events})
 
 
 def parse_list_query(request: Request) -> MessageQuery:

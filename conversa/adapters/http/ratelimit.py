@@ -1,8 +1,10 @@
 """Per-token rate limits on the application endpoints, counted without blocking the server.
 
-A moving window per token, from the async API of the ``limits`` package: ``memory://``
-counts per process; a shared storage such as ``redis://host:6379`` counts across processes
-(through redis-py's asyncio client, the ``redis`` extra). Every call to the storage is
+A moving window per token. ``memory://`` counts per process, in :class:`MemoryWindows`:
+plain data on the event loop, counted in a few microseconds, with nothing to wait for,
+so nothing to time out and nothing that can fail. A shared storage such as
+``redis://host:6379`` counts across processes, through the async API of the ``limits``
+package (redis-py's asyncio client, the ``redis`` extra). Every call to a shared storage is
 bounded by ``CONVERSA_RATE_LIMIT_TIMEOUT_SECONDS``, so a storage that hangs delays only the
 requests that count against it, never health, webhooks or anything else on the loop.
 
@@ -24,11 +26,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
 import anyio
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -59,7 +62,14 @@ class RateLimiter:
         self.timeout = timeout
         self.on_error = on_error
         self.clock = clock
-        self.limiter = MovingWindowRateLimiter(async_storage(storage_uri, timeout))
+        # In memory: counted on the loop, without the ``limits`` storage's locks, expiry
+        # task and thread hops, which a busy thread pool turned into "failures".
+        self.memory: MemoryWindows | None = None
+        self.limiter: MovingWindowRateLimiter | None = None
+        if is_memory(storage_uri):
+            self.memory = MemoryWindows(self.item)
+        else:
+            self.limiter = MovingWindowRateLimiter(async_storage(storage_uri, timeout))
         self._failing_until: float | None = None
 
     @classmethod
@@ -74,6 +84,12 @@ class RateLimiter:
     async def hit(self, token: TokenInfo) -> None:
         """Count one request of ``token``: raise 429 past the limit, and when the storage
         fails, let the request through (``open``) or raise 503 (``closed``)."""
+        if self.memory is not None:
+            reset_at = self.memory.hit(str(token.id))
+            if reset_at is not None:
+                self._limited(reset_at)
+            return
+        assert self.limiter is not None
         if self._failing_until is not None:
             if self.clock() < self._failing_until:
                 self._unavailable()
@@ -94,6 +110,9 @@ class RateLimiter:
             self._failed(type(cause).__name__)
             self._unavailable()
             return
+        self._limited(reset_at)
+
+    def _limited(self, reset_at: float) -> None:
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise ApiError(
             429,
@@ -104,6 +123,8 @@ class RateLimiter:
 
     async def aclose(self) -> None:
         """Close the storage's connections (a Redis client's pool), at shutdown."""
+        if self.limiter is None:
+            return  # in memory: nothing to close
         # ``limits`` has no public close: its Redis storages keep their redis-py clients
         # on a bridge, as ``storage`` (and ``storage_replica`` behind Sentinel).
         bridge = getattr(self.limiter.storage, "bridge", None)
@@ -139,6 +160,50 @@ class RateLimiter:
                 "requests it cannot count; retry shortly",
                 headers={"Retry-After": str(math.ceil(FAILING_SECONDS))},
             )
+
+
+def is_memory(uri: str) -> bool:
+    """Whether ``uri`` names the per-process memory storage (``memory://``)."""
+    return uri.removeprefix("async+").split("://", 1)[0] == "memory"
+
+
+class MemoryWindows:
+    """A moving window per key, in this process, as the ``limits`` memory storage counts it:
+    a hit is refused when ``amount`` hits were accepted in the last ``expiry`` seconds;
+    refused hits are not counted.
+
+    Only ever used from one thread (the event loop), with no ``await`` inside a hit, so it
+    needs no lock. Each key keeps the times of its accepted hits still in the window (at
+    most ``amount``), oldest first; keys idle past the window are dropped now and then."""
+
+    def __init__(self, item: RateLimitItem, *, clock: Callable[[], float] = time.time) -> None:
+        self.amount = item.amount
+        self.expiry = float(item.get_expiry())
+        self.clock = clock
+        self._hits: dict[str, deque[float]] = {}
+        self._next_sweep = 0.0
+
+    def hit(self, key: str) -> float | None:
+        """Count one hit of ``key``: None if accepted, else when (in ``clock`` time) the
+        window has room again."""
+        now = self.clock()
+        cutoff = now - self.expiry
+        if now >= self._next_sweep:
+            self._sweep(cutoff)
+            self._next_sweep = now + self.expiry
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = self._hits[key] = deque()
+        while hits and hits[0] < cutoff:
+            hits.popleft()
+        if len(hits) >= self.amount:
+            return (hits[0] if hits else now) + self.expiry
+        hits.append(now)
+        return None
+
+    def _sweep(self, cutoff: float) -> None:
+        for key in [key for key, hits in self._hits.items() if not hits or hits[-1] < cutoff]:
+            del self._hits[key]
 
 
 def async_storage(uri: str, timeout: float) -> AsyncStorage:

@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 
 from conversa.adapters.http.bodies import read_body
 from conversa.adapters.http.errors import ApiError, error_response
+from conversa.adapters.http.responses import JsonResponse
 from conversa.adapters.http.state import HttpState, http_state
 from conversa.adapters.providers.africastalking.webhook import (
     json_form,
@@ -179,7 +180,7 @@ async def webhook_callback(request: Request) -> Response:
         state.metrics.webhook_reports.labels(provider, outcome.value).inc()
     if inbound:
         state.metrics.webhook_inbound.labels(provider).inc(inbound)
-    return JSONResponse({"received": len(reports), "inbound_messages": inbound})
+    return JsonResponse({"received": len(reports), "inbound_messages": inbound})
 
 
 def _record_all(service: ConversaService, reports: Sequence[StatusReport]) -> list[ReportOutcome]:

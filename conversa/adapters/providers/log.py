@@ -35,6 +35,11 @@ class LogDriver:
 
     def send(self, message: OutboundMessage) -> DriverResult:
         provider_message_id = f"log-{uuid4().hex}"
+        if log.isEnabledFor(logging.INFO):
+            self._log(message, provider_message_id)
+        return DriverResult(provider_message_id=provider_message_id, response={"driver": "log"})
+
+    def _log(self, message: OutboundMessage, provider_message_id: str) -> None:
         content = message.content
         if isinstance(content, Body):
             what = (
@@ -51,4 +56,3 @@ class LogDriver:
             provider_message_id,
             what,
         )
-        return DriverResult(provider_message_id=provider_message_id, response={"driver": "log"})

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import anyio.to_thread
@@ -111,3 +112,36 @@ def test_httpx_and_uvicorn_go_through_the_one_handler_and_httpx_is_quiet() -> No
     assert config["loggers"]["httpcore"]["level"] == "WARNING"
     assert quiet_level("DEBUG") == "WARNING"
     assert quiet_level("ERROR") == "ERROR"
+
+
+def test_json_lines_carry_extra_fields_in_order_and_any_value_as_text(
+    captured: tuple[logging.Logger, io.StringIO, logging.StreamHandler[io.StringIO]],
+) -> None:
+    logger, stream, handler = captured
+    handler.setFormatter(JsonLineFormatter())
+    when = datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=UTC)
+    logger.info(
+        "%s %s %d %.1fms",
+        "POST",
+        "/conversa/messages",
+        201,
+        1.25,
+        extra={"method": "POST", "status": 201, "at": when, "odd": {1, 2} - {1}, "big": 2**70},
+    )
+    (line,) = (json.loads(text) for text in stream.getvalue().splitlines())
+    assert list(line) == [
+        *("time", "level", "logger", "process", "message"),
+        *("method", "status", "at", "odd", "big"),
+    ]
+    assert line["message"] == "POST /conversa/messages 201 1.2ms"
+    assert (line["at"], line["odd"], line["big"]) == (when.isoformat(), "{2}", 2**70)
+
+
+def test_json_times_are_utc_to_the_microsecond() -> None:
+    formatter = JsonLineFormatter()
+    record = logging.makeLogRecord({"msg": "x"})
+    for created in (1_780_000_000.0, 1_780_000_000.5, 1_780_000_001.000123, 1_780_003_601.25):
+        record.created = created
+        stamp = datetime.fromisoformat(json.loads(formatter.format(record))["time"])
+        assert stamp.utcoffset() == timedelta(0)
+        assert abs(stamp.timestamp() - created) < 2e-6
