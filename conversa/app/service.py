@@ -24,6 +24,7 @@ from conversa.app.drain import DRAIN_LOCK, Drain
 from conversa.app.fallback import SCOPE as FALLBACK_SCOPE
 from conversa.app.fallback import FallbackRunner, parse_fallback
 from conversa.app.history import describe
+from conversa.app.inbound import InboundReport, record_inbound
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import MessageNotFound, load_message
 from conversa.app.meta import check_meta
@@ -511,6 +512,11 @@ class ConversaService:
     def record_report(self, report: StatusReport) -> ReportOutcome:
         """Apply a provider's status report (see :class:`Reporter`)."""
         return self.reporter.record(report)
+
+    def record_inbound(self, report: InboundReport) -> bool:
+        """Record an inbound message; False when it is recorded already (a provider's
+        retry). Its body is kept only with ``CONVERSA_STORE_BODY``."""
+        return record_inbound(self.writer, report, store_body=self.settings.store_body)
 
     def expire_parked_reports(self) -> int:
         """Give up on reports parked longer than ``CONVERSA_PARKED_REPORT_HOURS`` for a
