@@ -162,6 +162,8 @@ class Acceptor:
                 next_attempt_at=lease_until,
                 nonce=uuid4().hex,
                 attempt_by=ATTEMPT_BY_DISPATCHER,
+                reply_to=None,
+                quote=None,
             )
             entry = _Prepared(index, message, content)
             first_of[message_id] = entry

@@ -226,6 +226,8 @@ class ConversaService:
             next_attempt_at=now + self.lease,
             nonce=nonce,
             attempt_by=ATTEMPT_BY_REQUEST,
+            reply_to=None,
+            quote=None,
         )
         if fallback is not None:
             message.request_fallback(
