@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 #: How long after a contact's last message a free-form WhatsApp message may be sent.
@@ -30,6 +31,25 @@ class ConversationRow:
         if self.channel != "whatsapp" or self.last_inbound_at is None:
             return None
         return self.last_inbound_at + WHATSAPP_WINDOW
+
+    def as_dict(self) -> dict[str, Any]:
+        """The conversation resource of the contract."""
+        window = self.window_expires_at
+        return {
+            "id": str(self.id),
+            "channel": self.channel,
+            "contact": self.contact,
+            "business_number": self.business_number,
+            "last_message_at": _rfc3339(self.last_message_at),
+            "last_inbound_at": _rfc3339(self.last_inbound_at),
+            "window_expires_at": _rfc3339(window),
+            "inbound_count": self.inbound_count,
+            "outbound_count": self.outbound_count,
+        }
+
+
+def _rfc3339(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

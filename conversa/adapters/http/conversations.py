@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,28 +17,13 @@ from conversa.adapters.http.messages import (
 )
 from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.state import application_request
-from conversa.app.conversations import ConversationQuery, ConversationRow
+from conversa.app.conversations import ConversationQuery
 from conversa.app.messages import ConversationNotFound
-from conversa.app.results import MessageState, rfc3339
+from conversa.app.results import MessageState
 from conversa.domain.channel import Channel
 
 LIST_PARAMETERS = frozenset({"channel", "contact", "page", "per_page"})
 SHOW_PARAMETERS = frozenset({"page", "per_page"})
-
-
-def conversation_resource(row: ConversationRow) -> dict[str, Any]:
-    window = row.window_expires_at
-    return {
-        "id": str(row.id),
-        "channel": row.channel,
-        "contact": row.contact,
-        "business_number": row.business_number,
-        "last_message_at": rfc3339(row.last_message_at),
-        "last_inbound_at": None if row.last_inbound_at is None else rfc3339(row.last_inbound_at),
-        "window_expires_at": None if window is None else rfc3339(window),
-        "inbound_count": row.inbound_count,
-        "outbound_count": row.outbound_count,
-    }
 
 
 def _page(request: Request) -> tuple[int, int]:
@@ -69,7 +53,7 @@ async def list_conversations(request: Request) -> JSONResponse:
     found = await run_in_threadpool(context.service.list_conversations, query)
     return JSONResponse(
         {
-            "data": [conversation_resource(row) for row in found.rows],
+            "data": [row.as_dict() for row in found.rows],
             "meta": {"page": page, "per_page": per_page, "total": found.total},
         }
     )
@@ -89,7 +73,7 @@ async def show_conversation(request: Request) -> JSONResponse:
     )
     return JSONResponse(
         {
-            **conversation_resource(row),
+            **row.as_dict(),
             "messages": [MessageState.of_row(m).as_dict() for m in messages],
             "meta": {
                 "page": page,
