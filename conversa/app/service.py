@@ -646,7 +646,7 @@ class ConversaService:
             inbound = events[0].mutate(None)
             assert isinstance(inbound, InboundMessage)
             return MessageState.of_inbound(inbound), [
-                {"type": "received", "occurred_at": rfc3339(inbound.received_at)}
+                {"type": "received", "occurred_at": rfc3339(inbound.received_at), "version": 1}
             ]
         message: Message | None = None
         for event in events:
