@@ -244,6 +244,32 @@ def test_an_upgrade_counts_the_rows_already_there(backend_url: str) -> None:
         assert_exact(service)
 
 
+def test_an_upgrade_counts_by_direction_too(backend_url: str) -> None:
+    """Counters made when they counted channel and status only are made again, counted
+    by direction too, at migrate."""
+    settings = make_settings(backend_url)
+    migrate(settings)
+    with bootstrap(settings) as service:
+        play(service, random.Random(7), messages=20, rounds=8)
+        expected = counted(service.view.all_rows())
+        view: Any = service.view
+        counts = getattr(view, "counts", None)
+        name = "conversa_messages_counts" if counts is None else counts
+        with view.datastore.transaction(commit=True) as curs:
+            for statement in (
+                "DROP TABLE {}",
+                "CREATE TABLE {} (channel text NOT NULL, status text NOT NULL, "
+                "n bigint NOT NULL, PRIMARY KEY (channel, status))",
+            ):
+                curs.execute(
+                    statement.format(name) if counts is None else SQL(statement).format(counts)
+                )
+    migrate(settings)
+    with bootstrap(settings) as service:
+        assert service.view.counters() == expected
+        assert_exact(service)
+
+
 #: Each filter of the list and the indexes that serve it in the list's order.
 FILTERS: list[tuple[dict[str, Any], tuple[str, ...]]] = [
     ({}, ("newest",)),
