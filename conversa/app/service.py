@@ -314,13 +314,9 @@ class ConversaService:
         if sender is not None and business_number(sender) != reply.recipient:
             raise InvalidRequest("from", "a reply comes from the number the message reached")
         if sender is None:
-            prefix = "whatsapp:" if self._twilio_whatsapp(reply) else ""
-            options["from"] = prefix + reply.recipient
+            options["from"] = reply.recipient  # a driver adds its own "whatsapp:"
         options.pop("reply_to", None)
         return reply.channel.value, reply.sender
-
-    def _twilio_whatsapp(self, reply: InboundMessage) -> bool:
-        return reply.channel is Channel.WHATSAPP and reply.provider == "twilio"
 
     def _check_window(
         self,
