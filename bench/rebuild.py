@@ -52,6 +52,8 @@ def seeded_messages(count: int) -> Iterator[Message]:
             next_attempt_at=None,
             nonce=None,
             attempt_by=ATTEMPT_BY_REQUEST,
+            reply_to=None,
+            quote=None,
         )
         message.record_accepted(f"log-{n}", {"driver": "log"})
         if n % 2 == 0:

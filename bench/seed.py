@@ -154,6 +154,8 @@ def domain_events(spec: MessageSpec) -> list[Any]:
         next_attempt_at=spec.created_at + LEASE,
         nonce=None,
         attempt_by=ATTEMPT_BY_REQUEST,
+        reply_to=None,
+        quote=None,
     )
     if spec.outcome is Status.FAILED:
         message.record_attempt_failed("invalid_recipient", "the provider refused the number")

@@ -6,7 +6,7 @@ evolve; their fields and names change only with the contract.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -63,11 +63,37 @@ class MessageFailed(LifecycleEvent):
     type_name = "message.failed"
 
 
+@dataclass(frozen=True, slots=True)
+class MessageReceived(LifecycleEvent):
+    """A contact sent us a message. ``to`` is our number, ``sender`` (``from`` on the wire)
+    the contact, ``driver`` the provider it came through; ``body`` is None when bodies are
+    not stored; ``media`` lists each attachment's ``content_type`` (and caption, file name
+    when stored)."""
+
+    conversation_id: UUID | None = None
+    sender: str = ""
+    body: str | None = None
+    media: list[dict[str, Any]] = field(default_factory=list)
+
+    type_name = "message.received"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = LifecycleEvent.as_dict(self)  # (slots: no zero-argument super)
+        data["from"] = data.pop("sender")
+        data["conversation_id"] = (
+            None if self.conversation_id is None else str(self.conversation_id)
+        )
+        if self.body is None:
+            del data["body"]
+        return data
+
+
 EVENT_TYPES: tuple[type[LifecycleEvent], ...] = (
     MessageSent,
     MessageDelivered,
     MessageRead,
     MessageFailed,
+    MessageReceived,
 )
 
 __all__ = [
@@ -76,5 +102,6 @@ __all__ = [
     "MessageDelivered",
     "MessageFailed",
     "MessageRead",
+    "MessageReceived",
     "MessageSent",
 ]

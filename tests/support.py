@@ -63,4 +63,6 @@ def queued_message(
         next_attempt_at=None,
         nonce=None,
         attempt_by=ATTEMPT_BY_REQUEST,
+        reply_to=None,
+        quote=None,
     )

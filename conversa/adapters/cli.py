@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from conversa._version import installed_version
 from conversa.adapters import logs
+from conversa.adapters.cli_conversations import conversations
 from conversa.adapters.csv_send import CsvProblem, Row, count_rows, read_rows
 from conversa.app.accept import MAX_BATCH
 from conversa.app.bootstrap import SchemaMissing, bootstrap, migrate
@@ -377,6 +378,9 @@ def _has_uvloop() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("uvloop") is not None
+
+
+main.add_command(conversations)
 
 
 @main.group()

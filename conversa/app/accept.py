@@ -170,6 +170,8 @@ class Acceptor:
                 next_attempt_at=lease_until,
                 nonce=uuid4().hex,
                 attempt_by=ATTEMPT_BY_DISPATCHER,
+                reply_to=None,
+                quote=None,
             )
             if fallback is not None:
                 message.request_fallback(

@@ -101,7 +101,9 @@ class Dispatcher:
         message is returned with the outcome applied but not yet stored.
         """
         number = message.attempts + 1
-        outbound = OutboundMessage(message.id, message.channel, message.to, message.sender, content)
+        outbound = OutboundMessage(
+            message.id, message.channel, message.to, message.sender, content, message.quote
+        )
         # With a failover list, the member of this attempt; other than the one the last
         # attempt failed on, when another is healthy.
         driver = choose_driver(self.drivers[message.channel], outbound, message.last_driver)

@@ -376,7 +376,7 @@ class Drain:
             return
         entry.attempted = True
         outbound = OutboundMessage(
-            message.id, message.channel, message.to, message.sender, entry.content
+            message.id, message.channel, message.to, message.sender, entry.content, message.quote
         )
         # With a failover list, the member its breakers allow now: the outcome names it.
         driver = choose_driver(dispatcher.drivers[message.channel], outbound, message.last_driver)

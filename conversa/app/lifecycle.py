@@ -9,17 +9,29 @@ from __future__ import annotations
 from eventsourcing.utils import get_topic
 
 from conversa.app.application import ConversaApp
+from conversa.app.results import public_media
+from conversa.domain.inbound import InboundMessage
 from conversa.domain.message import Message
 from conversa.events import (
     LifecycleEvent,
     MessageDelivered,
     MessageFailed,
     MessageRead,
+    MessageReceived,
     MessageSent,
 )
 
 #: Only these domain events become lifecycle events; the store filters on them.
-TOPICS = [get_topic(c) for c in (Message.Sent, Message.Delivered, Message.Read, Message.Failed)]
+TOPICS = [
+    get_topic(c)
+    for c in (
+        Message.Sent,
+        Message.Delivered,
+        Message.Read,
+        Message.Failed,
+        InboundMessage.Received,
+    )
+]
 
 
 class LifecycleFeed:
@@ -51,6 +63,20 @@ class LifecycleFeed:
         )
 
     def lifecycle_event(self, position: int, event: object) -> LifecycleEvent | None:
+        if isinstance(event, InboundMessage.Received):
+            return MessageReceived(
+                position,
+                event.originator_id,
+                event.channel,
+                event.recipient,
+                event.provider,
+                event.provider_message_id,
+                event.timestamp,
+                conversation_id=event.conversation_id,
+                sender=event.sender,
+                body=event.body,
+                media=[public_media(item) for item in event.media],
+            )
         if not isinstance(event, Message.Event):
             return None
         if isinstance(event, Message.Sent) and event.source != "driver":

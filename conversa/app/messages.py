@@ -34,6 +34,11 @@ class MessageNotFound(LookupError):
         super().__init__(f"no message with id {message_id}")
 
 
+class ConversationNotFound(LookupError):
+    def __init__(self, conversation_id: object) -> None:
+        super().__init__(f"no conversation with id {conversation_id}")
+
+
 def load_message(app: ConversaApp, message_id: UUID) -> Message:
     try:
         message: object = app.repository.get(message_id, projector_func=fold)

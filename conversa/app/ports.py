@@ -27,6 +27,9 @@ class OutboundMessage:
     to: PhoneNumber
     sender: str | None
     content: Content
+    #: The provider's id of the inbound message this one answers, for a driver that
+    #: quotes it (Meta's ``context.message_id``); others ignore it.
+    quote: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
+from conversa.app.conversations import ConversationPage, ConversationQuery, ConversationRow
 from conversa.domain.content import Body, Template
+from conversa.domain.inbound import RECEIVED, InboundMessage, conversation_id_for
 from conversa.domain.message import Message
 from conversa.domain.status import Status
 
@@ -46,6 +48,14 @@ class MessageRow:
     #: When a dispatcher should next try (a retry, or the end of an attempt's lease);
     #: None once the message has left ``queued``.
     next_attempt_at: datetime | None = None
+    #: ``outbound`` or ``inbound``. An inbound row's ``to`` is our number, ``sender`` the
+    #: contact, ``driver`` the provider it came through, its status ``received``.
+    direction: str = "outbound"
+    conversation_id: UUID | None = None
+    #: An inbound message's attachments (``content_type`` and how to fetch each).
+    media: list[dict[str, Any]] | None = None
+    #: The inbound message an outbound one answers.
+    reply_to: UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,7 @@ class MessageQuery:
     status: str | None = None
     channel: str | None = None
     to: str | None = None
+    direction: str | None = None
     page: int = 1
     per_page: int = 25
 
@@ -65,7 +76,8 @@ class MessagePage:
 
 #: Each message event's kind, as the fold tells them apart (an event of another class of
 #: Message takes the kind of its nearest known base class, or "other").
-EVENT_KINDS: dict[type[Message.Event], str] = {
+EVENT_KINDS: dict[type, str] = {
+    InboundMessage.Received: "received",
     Message.Queued: "queued",
     Message.AttemptStarted: "attempt_started",
     Message.Retried: "retried",
@@ -102,10 +114,11 @@ def kind_of(cls: type) -> str:
 
 
 def facts_of_event(event: object) -> EventFacts:
-    if not isinstance(event, Message.Event):
+    if not isinstance(event, Message.Event | InboundMessage.Event):
         raise TypeError(f"not an event of a message: {type(event).__qualname__}")
     kind = kind_of(type(event))
     fields: dict[str, Any] = dict(vars(event))
+    fields.setdefault("reply_to", None)
     if kind == "queued":
         content = fields.get("content")
         fields["to"] = fields["to"].e164
@@ -129,6 +142,9 @@ def apply_facts(row: MessageRow | None, facts: EventFacts) -> MessageRow:
 
 
 _QUEUED = Status.QUEUED.value
+INBOUND = "inbound"
+#: The kinds of event that make a row.
+CREATING = ("queued", "received")
 #: Status.merge over the statuses' values: the fold keeps the status as text.
 _MERGE = {(a.value, b.value): a.merge(b).value for a in Status for b in Status}
 
@@ -140,6 +156,8 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
     facts = iter(events)
     if row is None:
         first = next(facts)
+        if first.kind == "received":
+            return _fold_received(first, facts)
         if first.kind != "queued":
             raise ProjectionOutOfSequence(
                 f"message {first.message_id}: event version {first.version} after nothing"
@@ -153,7 +171,12 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
         error_code, error_message = None, None
         updated_at, version = first.timestamp, first.version
         next_attempt_at = fields["next_attempt_at"]
+        reply_to = fields["reply_to"]
+        conversation_id: UUID | None = conversation_id_for(channel, business_number(sender), to)
     else:
+        if row.direction == INBOUND:
+            return _fold_received_more(row, facts)
+        reply_to, conversation_id = row.reply_to, row.conversation_id
         message_id, created_at = row.id, row.created_at
         channel, to, sender, driver = row.channel, row.to, row.sender, row.driver
         body, template, idempotency_key, meta = (
@@ -167,7 +190,7 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
         updated_at, version, next_attempt_at = row.updated_at, row.version, row.next_attempt_at
     for f in facts:
         kind, fields = f.kind, f.fields
-        if kind == "queued":
+        if kind in CREATING:
             raise ProjectionOutOfSequence(f"message {f.message_id} queued twice")
         if f.version != version + 1:
             raise ProjectionOutOfSequence(
@@ -215,19 +238,65 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
         updated_at=updated_at,
         version=version,
         next_attempt_at=next_attempt_at,
+        conversation_id=conversation_id,
+        reply_to=reply_to,
     )
+
+
+def business_number(sender: str | None) -> str | None:
+    """Our number as an outbound message's ``from`` gives it (``whatsapp:`` dropped), the
+    business number of its conversation; None without a ``from``."""
+    if sender is None:
+        return None
+    return sender.removeprefix("whatsapp:").strip()
+
+
+def _fold_received(first: EventFacts, rest: Iterator[EventFacts]) -> MessageRow:
+    fields = first.fields
+    row = MessageRow(
+        id=first.message_id,
+        channel=fields["channel"],
+        to=fields["recipient"],
+        sender=fields["sender"],
+        driver=fields["provider"],
+        status=RECEIVED,
+        body=fields["body"],
+        template=None,
+        provider_message_id=fields["provider_message_id"],
+        attempts=0,
+        error_code=None,
+        error_message=None,
+        idempotency_key=None,
+        meta={},
+        created_at=first.timestamp,
+        updated_at=first.timestamp,
+        version=first.version,
+        direction=INBOUND,
+        conversation_id=fields["conversation_id"],
+        media=list(fields["media"]),
+    )
+    return _fold_received_more(row, rest)
+
+
+def _fold_received_more(row: MessageRow, rest: Iterator[EventFacts]) -> MessageRow:
+    # Nothing happens to an inbound message after it is received.
+    for f in rest:
+        raise ProjectionOutOfSequence(
+            f"message {f.message_id}: event version {f.version} after its Received"
+        )
+    return row
 
 
 #: The columns the read model keeps exact row counters by (every combination of their
 #: values that has rows), so that a list's ``total`` for these filters is a sum over a few
 #: counters instead of a count over the table. Adding a filter column (say ``direction``)
 #: is adding it here and to the counters table, then ``conversa projection rebuild``.
-COUNTED = ("channel", "status")
+COUNTED = ("direction", "channel", "status")
 
 
 def count_key(row: MessageRow) -> tuple[str, ...]:
     """The row's counter: its values of :data:`COUNTED`."""
-    return (row.channel, row.status)
+    return (row.direction, row.channel, row.status)
 
 
 @dataclass(slots=True)
@@ -242,6 +311,9 @@ class RowChanges:
     removed: list[UUID] = field(default_factory=list)
     #: How each counter (:func:`count_key`) changes; no zero entries.
     counts: dict[tuple[str, ...], int] = field(default_factory=dict)
+    #: The conversations whose rows came or went: the view computes them again from
+    #: their rows (updates change no conversation).
+    conversations: set[UUID] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.created or self.updated or self.removed)
@@ -298,6 +370,23 @@ class MessagesView(TrackingRecorder):
     @abstractmethod
     def all_rows(self) -> list[MessageRow]:
         """Every row, ordered by id (for comparisons and exports)."""
+
+    # ``conversa_conversations``: written with the rows, in the same transaction.
+
+    @abstractmethod
+    def conversations(self, query: ConversationQuery) -> ConversationPage:
+        """Conversations matching the filters, newest activity first, one page, the total."""
+
+    @abstractmethod
+    def conversation(self, conversation_id: UUID) -> ConversationRow | None: ...
+
+    @abstractmethod
+    def thread(self, conversation_id: UUID, page: int, per_page: int) -> list[MessageRow]:
+        """One page of a conversation's messages, both directions, oldest first."""
+
+    @abstractmethod
+    def all_conversations(self) -> list[ConversationRow]:
+        """Every conversation, ordered by id (for comparisons)."""
 
 
 #: A stored event as a rebuild reads it, not decoded: originator id, version, topic and

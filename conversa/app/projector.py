@@ -25,6 +25,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from conversa.app.application import ConversaApp
 from conversa.app.ports import EventSignal, StopSignal
 from conversa.app.projection import (
+    CREATING,
     EventFacts,
     MessageRow,
     MessagesView,
@@ -163,13 +164,13 @@ class Projector:
         for f in facts:
             by_message.setdefault(f.message_id, []).append(f)
         before = self.view.load(
-            [i for i, events in by_message.items() if check or events[0].kind != "queued"]
+            [i for i, events in by_message.items() if check or events[0].kind not in CREATING]
         )
         rows: dict[UUID, MessageRow | None] = {}
         folded = _Folded()
         for message_id, events in by_message.items():
             row = before.get(message_id)
-            if row is None and events[0].kind != "queued":
+            if row is None and events[0].kind not in CREATING:
                 if not self.keep_finished:
                     continue  # a finished message whose row is not kept
                 # A row the log did not keep (CONVERSA_LOG_MESSAGES was false when the
@@ -188,10 +189,14 @@ class Projector:
                 counts[key] = counts.get(key, 0) - 1
                 if new is None:
                     changes.removed.append(message_id)
+                    if old.conversation_id is not None:
+                        changes.conversations.add(old.conversation_id)
                 else:
                     changes.updated.append(new)
             elif new is not None:
                 changes.created.append(new)
+                if new.conversation_id is not None:
+                    changes.conversations.add(new.conversation_id)
             if new is not None:
                 key = count_key(new)
                 counts[key] = counts.get(key, 0) + 1

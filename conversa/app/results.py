@@ -7,13 +7,23 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from conversa.app.projection import MessageRow
+from conversa.app.projection import MessageRow, business_number
 from conversa.domain.content import Body, Template
+from conversa.domain.inbound import RECEIVED, InboundMessage, conversation_id_for
 from conversa.domain.message import Message
 
 
 def rfc3339(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+#: What the resource shows of an attachment (not how to fetch it: that goes through
+#: ``GET /conversa/messages/{id}/media/{n}``).
+PUBLIC_MEDIA_FIELDS = ("content_type", "caption", "filename")
+
+
+def public_media(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: item[k] for k in PUBLIC_MEDIA_FIELDS if k in item}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,11 @@ class MessageState:
     #: Read from the message's events only (not kept in the read model's rows).
     fallback_message_id: UUID | None = None
     fallback_of: UUID | None = None
+    direction: str = "outbound"
+    conversation_id: UUID | None = None
+    reply_to: UUID | None = None
+    #: An inbound message's attachments (None for an outbound one).
+    media: list[dict[str, Any]] | None = None
 
     @classmethod
     def of(cls, message: Message) -> MessageState:
@@ -64,6 +79,33 @@ class MessageState:
             updated_at=message.modified_on,
             fallback_message_id=message.fallback_message_id,
             fallback_of=message.fallback_of,
+            conversation_id=conversation_id_for(
+                message.channel.value, business_number(message.sender), message.to.e164
+            ),
+            reply_to=message.reply_to,
+        )
+
+    @classmethod
+    def of_inbound(cls, message: InboundMessage) -> MessageState:
+        return cls(
+            id=message.id,
+            channel=message.channel.value,
+            to=message.recipient,
+            sender=message.sender,
+            driver=message.provider,
+            status=RECEIVED,
+            body=message.body,
+            template=None,
+            provider_message_id=message.provider_message_id,
+            attempts=0,
+            error=None,
+            idempotency_key=None,
+            meta={},
+            created_at=message.received_at,
+            updated_at=message.received_at,
+            direction="inbound",
+            conversation_id=message.conversation_id,
+            media=list(message.media),
         )
 
     @classmethod
@@ -87,12 +129,17 @@ class MessageState:
             meta=row.meta,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            direction=row.direction,
+            conversation_id=row.conversation_id,
+            reply_to=row.reply_to,
+            media=row.media,
         )
 
     def as_dict(self) -> dict[str, Any]:
         """The message resource of the contract (body or template only when stored)."""
         resource: dict[str, Any] = {
             "id": str(self.id),
+            "direction": self.direction,
             "channel": self.channel,
             "to": self.to,
             "from": self.sender,
@@ -109,9 +156,13 @@ class MessageState:
             error=self.error,
             idempotency_key=self.idempotency_key,
             meta=self.meta,
+            conversation_id=None if self.conversation_id is None else str(self.conversation_id),
+            reply_to=None if self.reply_to is None else str(self.reply_to),
             created_at=rfc3339(self.created_at),
             updated_at=rfc3339(self.updated_at),
         )
+        if self.media is not None:
+            resource["media"] = [public_media(item) for item in self.media]
         # A fallback's links, when there are (shown where the message is read from its
         # events: the single message and a send's answer).
         if self.fallback_message_id is not None:

@@ -19,13 +19,20 @@ from eventsourcing.persistence import IntegrityError
 
 from conversa.app.accept import MAX_BATCH, Acceptor, BatchItemResult
 from conversa.app.application import ConversaApp
+from conversa.app.conversations import (
+    WHATSAPP_WINDOW,
+    ConversationPage,
+    ConversationQuery,
+    ConversationRow,
+)
 from conversa.app.dispatch import Dispatcher
 from conversa.app.drain import DRAIN_LOCK, Drain
 from conversa.app.fallback import SCOPE as FALLBACK_SCOPE
 from conversa.app.fallback import FallbackRunner, parse_fallback
 from conversa.app.history import describe
+from conversa.app.inbound import InboundReport, record_inbound
 from conversa.app.lifecycle import LifecycleFeed
-from conversa.app.messages import MessageNotFound, load_message
+from conversa.app.messages import ConversationNotFound, MessageNotFound, load_message
 from conversa.app.meta import check_meta
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.pacing import pacers_of
@@ -36,11 +43,17 @@ from conversa.app.ports import (
     StorageBackend,
     SubscriberStore,
 )
-from conversa.app.projection import MessagePage, MessageQuery, MessagesView
+from conversa.app.projection import (
+    MessagePage,
+    MessageQuery,
+    MessageRow,
+    MessagesView,
+    business_number,
+)
 from conversa.app.projector import DEFAULT_BATCH_SIZE, Projector
 from conversa.app.reporting import Reporter
 from conversa.app.reports import ReportOutcome, StatusReport
-from conversa.app.results import MessageState, SendResult
+from conversa.app.results import MessageState, SendResult, rfc3339
 from conversa.app.retry import RetryPolicy
 from conversa.app.settings import Settings
 from conversa.app.subscribers import Handler, Subscription
@@ -49,14 +62,15 @@ from conversa.app.tokens import TokenService
 from conversa.app.writer import DirectWriter, Writer
 from conversa.domain.channel import Channel
 from conversa.domain.content import Body, Content, Template, parse_content
-from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest
+from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest, OutsideServiceWindow
+from conversa.domain.inbound import InboundMessage
 from conversa.domain.message import ATTEMPT_BY_REQUEST, Message, message_id_for
 from conversa.domain.phone import PhoneNumber
 from conversa.domain.text import UNSTORABLE, is_storable
 from conversa.events import EVENT_TYPES, LifecycleEvent
 from conversa.notifications import ChannelManager, MessageChannel
 
-__all__ = ["BatchItemResult", "ConversaService", "MessageNotFound"]
+__all__ = ["BatchItemResult", "ConversaService", "ConversationNotFound", "MessageNotFound"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +78,7 @@ log = logging.getLogger(__name__)
 LOCAL_SCOPE = "local"
 MAX_IDEMPOTENCY_KEY = 255
 MAX_SENDER = 64
-SEND_OPTIONS = frozenset({"idempotency_key", "from", "meta", "fallback"})
+SEND_OPTIONS = frozenset({"idempotency_key", "from", "meta", "fallback", "reply_to"})
 #: Where a new subscriber begins: after the events stored when it is registered, or at the
 #: first event ever stored.
 Start = Literal["now", "beginning"]
@@ -198,9 +212,13 @@ class ConversaService:
         nothing; a reused key with a different request raises ``IdempotencyKeyMismatch``.
         """
         options = _check_options(opts or {})
+        reply = self._reply_to(options.get("reply_to"))
+        if reply is not None:
+            channel, to = self._reply_route(reply, channel, to, options)
         parsed_channel = Channel.parse(channel)
         recipient = PhoneNumber.parse(to)
         content = parse_content(payload, parsed_channel)
+        self._check_window(parsed_channel, recipient, content, reply)
         key: str | None = options.get("idempotency_key")
         driver = self.drivers[parsed_channel]
         message_id = message_id_for(scope, key)
@@ -225,6 +243,11 @@ class ConversaService:
             next_attempt_at=now + self.lease,
             nonce=nonce,
             attempt_by=ATTEMPT_BY_REQUEST,
+            reply_to=None if reply is None else reply.id,
+            # Meta quotes the message it answers; the id means nothing to other providers.
+            quote=reply.provider_message_id
+            if reply is not None and reply.provider == "whatsapp_cloud"
+            else None,
         )
         if fallback is not None:
             message.request_fallback(
@@ -266,6 +289,79 @@ class ConversaService:
                 driver.name,
             )
         return SendResult.of(self.dispatcher.attempt(message, content), replayed=False)
+
+    def _reply_to(self, raw: object) -> InboundMessage | None:
+        if raw is None:
+            return None
+        try:
+            reply_id = UUID(str(raw))
+        except ValueError:
+            raise InvalidRequest("reply_to", "reply_to must be an inbound message's id") from None
+        inbound = self.get_inbound(reply_id)
+        if inbound is None:
+            raise InvalidRequest("reply_to", "reply_to names no inbound message")
+        return inbound
+
+    def _reply_route(
+        self, reply: InboundMessage, channel: object, to: object, options: dict[str, Any]
+    ) -> tuple[str, str]:
+        """A reply goes on the inbound message's channel, to its sender, from the number it
+        reached; a ``channel``, ``to`` or ``from`` given with it must say the same."""
+        if channel is not None and channel != reply.channel.value:
+            raise InvalidRequest("channel", "a reply goes on the channel of the message it answers")
+        if to is not None and to != reply.sender:
+            raise InvalidRequest("to", "a reply goes to the sender of the message it answers")
+        sender = options.get("from")
+        if sender is not None and business_number(sender) != reply.recipient:
+            raise InvalidRequest("from", "a reply comes from the number the message reached")
+        if sender is None:
+            options["from"] = reply.recipient  # a driver adds its own "whatsapp:"
+        options.pop("reply_to", None)
+        return reply.channel.value, reply.sender
+
+    def _check_window(
+        self,
+        channel: Channel,
+        recipient: PhoneNumber,
+        content: Content,
+        reply: InboundMessage | None,
+    ) -> None:
+        """With ``CONVERSA_WHATSAPP_WINDOW_CHECK``: refuse a free-form WhatsApp body to a
+        contact whose last message is older than 24 hours, or who never wrote."""
+        if not self.settings.whatsapp_window_check or channel is not Channel.WHATSAPP:
+            return
+        if not isinstance(content, Body):
+            return  # a template may always be sent
+        now = self.clock()
+        if reply is not None and reply.received_at + WHATSAPP_WINDOW > now:
+            return
+        last = self.last_inbound_at(Channel.WHATSAPP, recipient.e164)
+        if last is None or last + WHATSAPP_WINDOW <= now:
+            raise OutsideServiceWindow(
+                "body",
+                "the contact has not written in the last 24 hours: outside WhatsApp's customer "
+                "service window only a template may be sent",
+            )
+
+    def last_inbound_at(self, channel: Channel, contact: str) -> datetime | None:
+        """When ``contact`` last wrote to any of our numbers on ``channel`` (the read model)."""
+        page = self.view.conversations(
+            ConversationQuery(channel=channel.value, contact=contact, per_page=100)
+        )
+        times = [row.last_inbound_at for row in page.rows if row.last_inbound_at is not None]
+        return max(times, default=None)
+
+    def list_conversations(self, query: ConversationQuery) -> ConversationPage:
+        return self.view.conversations(query)
+
+    def conversation(
+        self, conversation_id: UUID | str, page: int = 1, per_page: int = 25
+    ) -> tuple[ConversationRow, list[MessageRow]]:
+        """A conversation and one page of its messages, oldest first."""
+        found = self.view.conversation(_as_uuid(conversation_id))
+        if found is None:
+            raise ConversationNotFound(str(conversation_id))
+        return found, self.view.thread(found.id, page, per_page)
 
     def queue(
         self,
@@ -513,6 +609,11 @@ class ConversaService:
         """Apply a provider's status report (see :class:`Reporter`)."""
         return self.reporter.record(report)
 
+    def record_inbound(self, report: InboundReport) -> bool:
+        """Record an inbound message; False when it is recorded already (a provider's
+        retry). Its body is kept only with ``CONVERSA_STORE_BODY``."""
+        return record_inbound(self.writer, report, store_body=self.settings.store_body)
+
     def expire_parked_reports(self) -> int:
         """Give up on reports parked longer than ``CONVERSA_PARKED_REPORT_HOURS`` for a
         provider id no send claimed; return how many. The worker calls this periodically."""
@@ -521,11 +622,29 @@ class ConversaService:
     # Reading
 
     def get_message(self, message_id: UUID | str) -> MessageState:
+        inbound = self.get_inbound(message_id)
+        if inbound is not None:
+            return MessageState.of_inbound(inbound)
         return MessageState.of(self._get(_as_uuid(message_id)))
+
+    def get_inbound(self, message_id: UUID | str) -> InboundMessage | None:
+        """The inbound message of this id; None when there is none (or it is outbound)."""
+        events = list(self.app.events.get(_as_uuid(message_id), limit=1))
+        if not events or not isinstance(events[0], InboundMessage.Received):
+            return None
+        message = events[0].mutate(None)
+        assert isinstance(message, InboundMessage)
+        return message
 
     def message_history(self, message_id: UUID | str) -> tuple[MessageState, list[dict[str, Any]]]:
         """The message as it stands and its whole history, oldest first, from one read."""
         events = list(self.app.events.get(_as_uuid(message_id)))
+        if events and isinstance(events[0], InboundMessage.Received):
+            inbound = events[0].mutate(None)
+            assert isinstance(inbound, InboundMessage)
+            return MessageState.of_inbound(inbound), [
+                {"type": "received", "occurred_at": rfc3339(inbound.received_at), "version": 1}
+            ]
         message: Message | None = None
         for event in events:
             if not isinstance(event, Message.Event):

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     twilio_max_per_second: float | None = Field(default=None, gt=0, le=1_000_000)
     whatsapp_cloud_max_per_second: float | None = Field(default=None, gt=0, le=1_000_000)
     store_body: bool = True
+    #: Refuse a free-form WhatsApp body outside the 24-hour customer service window.
+    whatsapp_window_check: bool = False
+    #: The largest inbound attachment ``GET /conversa/messages/{id}/media/{n}`` streams.
+    media_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
     #: Writes one transaction of the process's group commit takes at most (1: none, each
     #: write commits alone; see app/writer.py).
     write_batch_size: int = Field(default=100, ge=1, le=1000)

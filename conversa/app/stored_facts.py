@@ -27,6 +27,7 @@ from eventsourcing.persistence import JSONTranscoder, Mapper, StoredEvent
 from eventsourcing.utils import get_topic, resolve_topic
 
 from conversa.app.projection import EVENT_KINDS, EventFacts, facts_of_event
+from conversa.domain.inbound import InboundMessage
 from conversa.domain.message import Message
 
 _QUEUED_FIELDS = ("channel", "sender", "driver", "idempotency_key")
@@ -81,7 +82,7 @@ class StoredFactsReader:
             cls = resolve_topic(topic)
         except Exception:
             return None
-        if isinstance(cls, type) and issubclass(cls, Message.Event):
+        if isinstance(cls, type) and issubclass(cls, Message.Event | InboundMessage.Event):
             # A kind the fast path reads only if it is one of the known classes; a
             # subclass or a new class goes through the mapper ("other" below).
             return ("other", getattr(cls, "class_version", 1))
@@ -109,6 +110,8 @@ class StoredFactsReader:
                 }
             elif kind == "queued":
                 fields = self._queued(data)
+            elif kind == "received":
+                raise _Fallback  # rare enough: the mapper reads it
             elif kind == "attempt_started":
                 fields = {"lease_until": _datetime(data["lease_until"])}
             elif kind == "retried":
@@ -126,6 +129,8 @@ class StoredFactsReader:
     def _queued(self, data: dict[str, Any]) -> dict[str, Any]:
         fields: dict[str, Any] = {name: _text(data[name]) for name in _QUEUED_FIELDS}
         fields["to"] = _typed(data["to"], "phone")
+        reply_to = data["reply_to"]
+        fields["reply_to"] = None if reply_to is None else UUID(_typed(reply_to, "uuid_hex"))
         at = data["next_attempt_at"]
         fields["next_attempt_at"] = None if at is None else _datetime(at)
         meta = data["meta"]

@@ -44,6 +44,13 @@ class InvalidContent(InvalidRequest):
     code = "invalid_content"
 
 
+class OutsideServiceWindow(InvalidRequest):
+    """A free-form WhatsApp message to a contact who has not written in the last 24 hours
+    (or never did): only a template may open the conversation."""
+
+    code = "outside_customer_service_window"
+
+
 class IdempotencyKeyMismatch(ConversaError):
     code = "idempotency_key_mismatch"
 

@@ -42,9 +42,13 @@ class Message(Aggregate):
         Version 3 added ``attempt_by``: who makes the first attempt. ``"request"``: the
         request that recorded the message, at once (a synchronous send); ``"dispatcher"``:
         the worker's dispatcher (an asynchronous or batch send), which follows the store
-        for these and claims each before calling the provider."""
+        for these and claims each before calling the provider.
 
-        class_version = 3
+        Version 4 added ``reply_to``: the inbound message this one answers, and ``quote``:
+        the provider's id of that message when the driver quotes it (Meta's
+        ``context.message_id``)."""
+
+        class_version = 4
 
         channel: str
         to: PhoneNumber
@@ -57,6 +61,8 @@ class Message(Aggregate):
         next_attempt_at: datetime | None
         nonce: str | None
         attempt_by: str = ATTEMPT_BY_REQUEST
+        reply_to: UUID | None = None
+        quote: str | None = None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -65,6 +71,11 @@ class Message(Aggregate):
         @staticmethod
         def upcast_v2_v3(state: dict[str, Any]) -> None:
             state["attempt_by"] = ATTEMPT_BY_REQUEST  # every send was synchronous then
+
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            state["reply_to"] = None  # recorded before replies
+            state["quote"] = None
 
     class AttemptStarted(Aggregate.Event):
         """A dispatcher claimed the next attempt; it may call the provider until the lease
@@ -183,9 +194,14 @@ class Message(Aggregate):
         next_attempt_at: datetime | None,
         nonce: str | None,
         attempt_by: str,
+        reply_to: UUID | None = None,
+        quote: str | None = None,
     ) -> None:
         self.channel = Channel(channel)
         self.attempt_by = attempt_by
+        #: The inbound message this one answers, and its provider id to quote.
+        self.reply_to = reply_to
+        self.quote = quote
         self.to = to
         self.sender = sender
         self.content = content

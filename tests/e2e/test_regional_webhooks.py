@@ -206,7 +206,7 @@ def test_a_failed_receipt_and_an_inbound_sms(vonage_server: Server) -> None:
     )
     response = httpx.get(hook(vonage_server), params=inbound)
     assert response.status_code == 200, response.text
-    assert response.json() == {"received": 0, "inbound_messages": 1}
+    assert response.json() == {"received": 0, "inbound_messages": 1, "inbound_recorded": 1}
 
 
 def test_africastalking_reports_need_the_url_token(

@@ -247,7 +247,7 @@ def test_meta_signatures_handshake_and_batches(server: Server) -> None:
 
     accepted = post_meta(server, raw)
     assert accepted.status_code == 200
-    assert accepted.json() == {"received": 3, "inbound_messages": 1}
+    assert accepted.json() == {"received": 3, "inbound_messages": 1, "inbound_recorded": 1}
     assert events(server, first["id"]) == ["queued", "sent", "read"]
     with server.client() as client:
         failed = client.get(f"/conversa/messages/{second['id']}").json()

@@ -19,9 +19,11 @@ from starlette.routing import Route
 from conversa.adapters import logs
 from conversa.adapters.http.auth import Authenticator
 from conversa.adapters.http.batch import send_batch
+from conversa.adapters.http.conversations import list_conversations, show_conversation
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import server_is_stopping, stream_events
 from conversa.adapters.http.health import HealthCheck, health
+from conversa.adapters.http.media import message_media
 from conversa.adapters.http.messages import list_messages, send_message, show_message
 from conversa.adapters.http.metrics import ProjectionGauges, metrics, metrics_of
 from conversa.adapters.http.middleware import RequestIdMiddleware
@@ -96,6 +98,9 @@ def create_app(
             Route("/conversa/messages/batch", send_batch, methods=["POST"]),
             Route("/conversa/messages", list_messages, methods=["GET"]),
             Route("/conversa/messages/{message_id}", show_message, methods=["GET"]),
+            Route("/conversa/conversations", list_conversations, methods=["GET"]),
+            Route("/conversa/conversations/{conversation_id}", show_conversation, methods=["GET"]),
+            Route("/conversa/messages/{message_id}/media/{n}", message_media, methods=["GET"]),
             Route("/conversa/events", stream_events, methods=["GET"]),
             Route("/conversa/webhooks/{provider}", webhook_handshake, methods=["GET"]),
             Route("/conversa/webhooks/{provider}", webhook_callback, methods=["POST"]),

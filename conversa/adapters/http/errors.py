@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from conversa.app.outage import DatabaseUnavailable
-from conversa.app.service import MessageNotFound
+from conversa.app.service import ConversationNotFound, MessageNotFound
 from conversa.domain.errors import ConversaError, InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ EXCEPTION_HANDLERS = {
     ApiError: api_error,
     ConversaError: conversa_error,
     MessageNotFound: not_found,
+    ConversationNotFound: not_found,
     HTTPException: http_exception,
     DatabaseUnavailable: database_unavailable,
     OperationalError: database_unavailable,

@@ -18,12 +18,17 @@ from conversa.app.results import MessageState
 from conversa.app.service import MAX_IDEMPOTENCY_KEY, MessageNotFound
 from conversa.domain.channel import Channel
 from conversa.domain.errors import InvalidPhoneNumber
+from conversa.domain.inbound import RECEIVED
 from conversa.domain.phone import PhoneNumber
 from conversa.domain.status import Status
 
 MAX_SEND_BODY = 64 * 1024
-SEND_FIELDS = frozenset({"channel", "to", "body", "template", "from", "meta", "fallback"})
-LIST_PARAMETERS = frozenset({"status", "channel", "to", "page", "per_page"})
+SEND_FIELDS = frozenset(
+    {"channel", "to", "body", "template", "from", "meta", "fallback", "reply_to"}
+)
+LIST_PARAMETERS = frozenset({"status", "channel", "to", "direction", "page", "per_page"})
+STATUSES = (*(s.value for s in Status), RECEIVED)
+DIRECTIONS = ("outbound", "inbound")
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 25
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
@@ -48,9 +53,12 @@ async def send_message(request: Request) -> JsonResponse:
         "from": document.get("from"),
         "meta": document.get("meta"),
         "fallback": document.get("fallback"),
+        "reply_to": document.get("reply_to"),
     }
     state = http_state(request)
     if prefers_async(request):
+        if document.get("reply_to") is not None:
+            raise invalid("reply_to", "a reply is sent synchronously (without respond-async)")
         return await _queue_message(request, context, document, payload, opts)
     result = await state.provider_pool.run(
         context.service.send,
@@ -141,14 +149,18 @@ def parse_list_query(request: Request) -> MessageQuery:
     refuse_unknown_parameters(request, LIST_PARAMETERS)
     params = request.query_params
     status = params.get("status")
-    if status is not None and status not in Status._value2member_map_:
-        raise invalid("status", f"status must be one of {', '.join(s.value for s in Status)}")
+    if status is not None and status not in STATUSES:
+        raise invalid("status", f"status must be one of {', '.join(STATUSES)}")
+    direction = params.get("direction")
+    if direction is not None and direction not in DIRECTIONS:
+        raise invalid("direction", f"direction must be one of {', '.join(DIRECTIONS)}")
     channel = params.get("channel")
     if channel is not None and channel not in Channel._value2member_map_:
         raise invalid("channel", f"channel must be one of {', '.join(c.value for c in Channel)}")
     to = params.get("to")
     return MessageQuery(
         status=status,
+        direction=direction,
         channel=channel,
         to=None if to is None else _recipient_filter(to),
         page=_positive_int(params.get("page"), "page", default=1, maximum=1_000_000),
@@ -158,7 +170,7 @@ def parse_list_query(request: Request) -> MessageQuery:
     )
 
 
-def _recipient_filter(raw: str) -> str:
+def _recipient_filter(raw: str, field: str = "to") -> str:
     """``to`` as E.164. An unencoded ``+`` in a query string arrives as a space, and people
     type numbers without it; both still mean an international number."""
     text = raw.strip()
@@ -167,7 +179,7 @@ def _recipient_filter(raw: str) -> str:
     try:
         return PhoneNumber.parse(text).e164
     except InvalidPhoneNumber as error:
-        raise invalid("to", error.message) from None
+        raise invalid(field, error.message.replace("to ", f"{field} ", 1)) from None
 
 
 def _positive_int(raw: str | None, field: str, *, default: int, maximum: int) -> int:

@@ -21,7 +21,9 @@ from conversa.domain.content import MAX_TEMPLATE_NAME, MAX_TEMPLATE_VARIABLES, M
 from conversa.domain.status import Status
 
 CHANNELS = [c.value for c in Channel]
-STATUSES = [s.value for s in Status]
+STATUSES = [*(s.value for s in Status), "received"]
+DIRECTIONS = ["outbound", "inbound"]
+UUID_STRING = {"type": "string", "format": "uuid"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -90,9 +92,9 @@ SCHEMAS: dict[str, Any] = {
     "SendMessage": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["channel", "to"],
         "description": "Exactly one of body or template. Bodies: up to 1,600 characters on "
-        "sms, 4,096 on whatsapp.",
+        "sms, 4,096 on whatsapp. channel and to are required, except on a reply (reply_to), "
+        "which takes them (and from) from the inbound message it answers.",
         "properties": {
             "channel": {"type": "string", "enum": CHANNELS},
             "to": {"type": "string", "description": "E.164, e.g. +15551234567"},
@@ -103,6 +105,12 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "description": f"Any JSON object up to {MAX_META_BYTES} bytes and "
                 f"{MAX_META_DEPTH} levels of nesting, stored as given",
+            },
+            "reply_to": {
+                "type": "string",
+                "format": "uuid",
+                "description": "The id of an inbound message: the reply goes on its channel, to "
+                "its sender, from the number it reached; on WhatsApp Cloud it quotes it",
             },
             "fallback": {
                 "type": "object",
@@ -203,9 +211,10 @@ SCHEMAS: dict[str, Any] = {
         ],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
+            "direction": {"type": "string", "enum": DIRECTIONS},
             "channel": {"type": "string", "enum": CHANNELS},
-            "to": {"type": "string"},
-            "from": NULLABLE_STRING,
+            "to": {"type": "string", "description": "Inbound: our number"},
+            "from": {**NULLABLE_STRING, "description": "Inbound: the contact"},
             "driver": {"type": "string"},
             "status": {"type": "string", "enum": STATUSES},
             "body": {"type": "string", "description": "Absent when bodies are not stored"},
@@ -217,6 +226,26 @@ SCHEMAS: dict[str, Any] = {
             "meta": {"type": "object"},
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
+            "conversation_id": {**UUID_STRING, "nullable": True},
+            "reply_to": {
+                **UUID_STRING,
+                "nullable": True,
+                "description": "The inbound message this one answers",
+            },
+            "media": {
+                "type": "array",
+                "description": "Inbound: the attachments, each fetched with "
+                "GET /conversa/messages/{id}/media/{n} (n from 0)",
+                "items": {
+                    "type": "object",
+                    "required": ["content_type"],
+                    "properties": {
+                        "content_type": {"type": "string"},
+                        "caption": {"type": "string"},
+                        "filename": {"type": "string"},
+                    },
+                },
+            },
             "fallback_message_id": {
                 "type": "string",
                 "format": "uuid",
@@ -251,6 +280,66 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"events": {"type": "array", "items": _ref("Event")}},
             },
         ]
+    },
+    "Conversation": {
+        "type": "object",
+        "required": [
+            "id",
+            "channel",
+            "contact",
+            "business_number",
+            "last_message_at",
+            "last_inbound_at",
+            "window_expires_at",
+            "inbound_count",
+            "outbound_count",
+        ],
+        "properties": {
+            "id": UUID_STRING,
+            "channel": {"type": "string", "enum": CHANNELS},
+            "contact": {"type": "string"},
+            "business_number": NULLABLE_STRING,
+            "last_message_at": {"type": "string", "format": "date-time"},
+            "last_inbound_at": {"type": "string", "format": "date-time", "nullable": True},
+            "window_expires_at": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "WhatsApp: when the 24-hour customer service window closes",
+            },
+            "inbound_count": {"type": "integer", "minimum": 0},
+            "outbound_count": {"type": "integer", "minimum": 0},
+        },
+    },
+    "ConversationList": {
+        "type": "object",
+        "required": ["data", "meta"],
+        "properties": {
+            "data": {"type": "array", "items": _ref("Conversation")},
+            "meta": _ref("PageMeta"),
+        },
+    },
+    "ConversationThread": {
+        "allOf": [
+            _ref("Conversation"),
+            {
+                "type": "object",
+                "required": ["messages", "meta"],
+                "properties": {
+                    "messages": {"type": "array", "items": _ref("Message")},
+                    "meta": _ref("PageMeta"),
+                },
+            },
+        ]
+    },
+    "PageMeta": {
+        "type": "object",
+        "required": ["page", "per_page", "total"],
+        "properties": {
+            "page": {"type": "integer", "minimum": 1},
+            "per_page": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
+            "total": {"type": "integer", "minimum": 0},
+        },
     },
     "MessageList": {
         "type": "object",
@@ -356,6 +445,11 @@ PATHS: dict[str, Any] = {
             "security": [{"bearerAuth": []}],
             "parameters": [
                 {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
+                {
+                    "name": "direction",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": DIRECTIONS},
+                },
                 {"name": "channel", "in": "query", "schema": {"type": "string", "enum": CHANNELS}},
                 {
                     "name": "to",
@@ -433,6 +527,116 @@ PATHS: dict[str, Any] = {
                 "401": UNAUTHORIZED,
                 "404": _error("No such message"),
                 "422": _error("A query parameter this endpoint does not take"),
+                "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
+            },
+        }
+    },
+    "/conversa/messages/{message_id}/media/{n}": {
+        "get": {
+            "operationId": "messageMedia",
+            "summary": "An inbound message's attachment n (from 0), streamed from its provider",
+            "description": "Fetched through the provider's authenticated download (Twilio's "
+            "media URL with basic auth; Meta's media lookup, then its URL, with the token) "
+            "and never stored; up to CONVERSA_MEDIA_MAX_BYTES.",
+            "security": [{"bearerAuth": []}],
+            "parameters": [
+                {
+                    "name": "message_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                {"name": "n", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {
+                    "description": "The attachment, with its content type",
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "401": UNAUTHORIZED,
+                "404": _error("No such inbound message, or no attachment n"),
+                "422": _error("A query parameter this endpoint does not take"),
+                "429": RATE_LIMITED,
+                "502": _error(
+                    "media_unavailable: the provider refused or failed; media_too_large: over "
+                    "CONVERSA_MEDIA_MAX_BYTES"
+                ),
+                "503": DATABASE_UNAVAILABLE,
+            },
+        }
+    },
+    "/conversa/conversations": {
+        "get": {
+            "operationId": "listConversations",
+            "summary": "Conversations (channel, our number, the contact), newest activity first",
+            "security": [{"bearerAuth": []}],
+            "parameters": [
+                {"name": "channel", "in": "query", "schema": {"type": "string", "enum": CHANNELS}},
+                {
+                    "name": "contact",
+                    "in": "query",
+                    "description": "The contact's number, in any common format",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                },
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_PER_PAGE,
+                        "default": DEFAULT_PER_PAGE,
+                    },
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("ConversationList"), "One page of conversations"),
+                "401": UNAUTHORIZED,
+                "422": _error("Invalid filter, or a query parameter this endpoint does not take"),
+                "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
+            },
+        }
+    },
+    "/conversa/conversations/{conversation_id}": {
+        "get": {
+            "operationId": "showConversation",
+            "summary": "A conversation and one page of its messages, both directions, oldest first",
+            "security": [{"bearerAuth": []}],
+            "parameters": [
+                {
+                    "name": "conversation_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "page",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+                },
+                {
+                    "name": "per_page",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_PER_PAGE,
+                        "default": DEFAULT_PER_PAGE,
+                    },
+                },
+            ],
+            "responses": {
+                "200": _json(_ref("ConversationThread"), "The conversation and its messages"),
+                "401": UNAUTHORIZED,
+                "404": _error("No such conversation"),
+                "422": _error("Invalid page, or a query parameter this endpoint does not take"),
                 "429": RATE_LIMITED,
                 "503": DATABASE_UNAVAILABLE,
             },

@@ -1,16 +1,19 @@
-"""``/conversa/webhooks/{provider}``: providers' status callbacks, verified before use.
+"""``/conversa/webhooks/{provider}``: providers' status callbacks and inbound messages,
+verified before use.
 
 Fail closed: without the provider's secret, or with a missing or wrong signature, the
 answer is 403 and nothing changes. A body that is not the provider's format is 400, one
 over 1 MiB is 413. A verified report answers 200 whether or not it changed anything, so
-that the provider stops retrying it.
+that the provider stops retrying it; so does an inbound message, recorded once however
+often the provider sends it (a Twilio one is answered with empty TwiML).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +28,11 @@ from conversa.adapters.providers.africastalking.webhook import (
     json_form,
     parse_delivery_report,
     verify_url_token,
+)
+from conversa.adapters.providers.twilio_inbound import (
+    EMPTY_TWIML,
+    is_incoming,
+    parse_twilio_incoming,
 )
 from conversa.adapters.providers.twilio_webhook import (
     parse_form,
@@ -43,6 +51,7 @@ from conversa.adapters.providers.whatsapp_webhook import (
     verify_handshake,
     verify_meta_signature,
 )
+from conversa.app.inbound import InboundReport
 from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings
@@ -91,9 +100,16 @@ async def webhook_handshake(request: Request) -> Response:
     return PlainTextResponse(challenge)
 
 
-#: What a provider's webhook request says once verified: status reports, and how many
-#: inbound messages it carried (acknowledged, not recorded here).
-Reading = tuple[list[StatusReport], int]
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a provider's webhook request says once verified: status reports, and the
+    inbound messages it carried (``inbound``: how many, recorded or not)."""
+
+    reports: list[StatusReport] = field(default_factory=list)
+    inbound: int = 0
+    messages: list[InboundReport] = field(default_factory=list)
+    #: Answer with empty TwiML (a Twilio incoming message) rather than JSON.
+    twiml: bool = False
 
 
 def _read_twilio(request: Request, settings: Settings, raw: bytes) -> Reading:
@@ -114,11 +130,11 @@ def _read_twilio(request: Request, settings: Settings, raw: bytes) -> Reading:
     verify_twilio_signature(
         auth_token=_secret(settings.twilio_token), url=url, form=form, signature=signature
     )
+    # A status callback and an incoming message may come to the same URL.
+    if is_incoming(form):
+        return Reading(inbound=1, messages=[parse_twilio_incoming(form)], twiml=True)
     report = parse_twilio_callback(form, request.query_params.get("message_id"))
-    fields = dict(form)
-    raw_status = (fields.get("MessageStatus") or fields.get("SmsStatus") or "").lower()
-    inbound = int(report is None and raw_status in ("receiving", "received"))
-    return ([] if report is None else [report]), inbound
+    return Reading(reports=[] if report is None else [report])
 
 
 def _read_meta(request: Request, settings: Settings, raw: bytes) -> Reading:
@@ -128,7 +144,7 @@ def _read_meta(request: Request, settings: Settings, raw: bytes) -> Reading:
         header=request.headers.get("x-hub-signature-256"),
     )
     hook = parse_meta_webhook(raw)
-    return list(hook.reports), hook.inbound_messages
+    return Reading(list(hook.reports), hook.inbound_messages, list(hook.inbound))
 
 
 def _read_vonage(request: Request, settings: Settings, raw: bytes) -> Reading:
@@ -142,7 +158,11 @@ def _read_vonage(request: Request, settings: Settings, raw: bytes) -> Reading:
         query=dict(query) if request.method == "GET" else None,
     )
     hook = parse_vonage_webhook(params, request.query_params.get("message_id"))
-    return ([] if hook.report is None else [hook.report]), int(hook.inbound)
+    return Reading(
+        [] if hook.report is None else [hook.report],
+        int(hook.inbound),
+        [] if hook.message is None else [hook.message],
+    )
 
 
 def _read_africastalking(request: Request, settings: Settings, raw: bytes) -> Reading:
@@ -153,7 +173,7 @@ def _read_africastalking(request: Request, settings: Settings, raw: bytes) -> Re
     hook = parse_delivery_report(
         parse_form(raw) if "json" not in request.headers.get("content-type", "") else json_form(raw)
     )
-    return ([] if hook.report is None else [hook.report]), int(hook.inbound)
+    return Reading([] if hook.report is None else [hook.report], int(hook.inbound))
 
 
 READERS: dict[str, Callable[[Request, Settings, bytes], Reading]] = {
@@ -170,18 +190,30 @@ async def webhook_callback(request: Request) -> Response:
     settings = state.service.settings
     raw = await read_body(request, MAX_WEBHOOK_BODY)
     try:
-        reports, inbound = READERS[provider](request, settings, raw)
+        reading = READERS[provider](request, settings, raw)
     except SignatureError as error:
         return _refused(state, provider, 403, "signature", str(error))
     except MalformedWebhook as error:
         return _refused(state, provider, 400, "malformed", str(error))
-    outcomes = await run_in_threadpool(_record_all, state.service, reports)
+    outcomes, recorded = await run_in_threadpool(_record_all, state.service, reading)
     for outcome in outcomes:
         state.metrics.webhook_reports.labels(provider, outcome.value).inc()
-    if inbound:
-        state.metrics.webhook_inbound.labels(provider).inc(inbound)
-    return JsonResponse({"received": len(reports), "inbound_messages": inbound})
+    if reading.inbound:
+        state.metrics.webhook_inbound.labels(provider).inc(reading.inbound)
+    if reading.twiml:
+        return Response(EMPTY_TWIML, media_type="text/xml")
+    return JsonResponse(
+        {
+            "received": len(reading.reports),
+            "inbound_messages": reading.inbound,
+            "inbound_recorded": recorded,
+        }
+    )
 
 
-def _record_all(service: ConversaService, reports: Sequence[StatusReport]) -> list[ReportOutcome]:
-    return [service.record_report(report) for report in reports]
+def _record_all(service: ConversaService, reading: Reading) -> tuple[list[ReportOutcome], int]:
+    """Apply the reports and record the inbound messages (a retry's: nothing new);
+    return the reports' outcomes and how many inbound messages were new."""
+    outcomes = [service.record_report(report) for report in reading.reports]
+    recorded = sum(service.record_inbound(message) for message in reading.messages)
+    return outcomes, recorded

@@ -172,6 +172,9 @@ class WhatsAppCloudDriver:
                 ]
             body["type"] = "template"
             body["template"] = spec
+        if message.quote:
+            # A reply quotes the inbound message it answers.
+            body["context"] = {"message_id": message.quote}
         body["biz_opaque_callback_data"] = str(message.message_id)
         return body
 

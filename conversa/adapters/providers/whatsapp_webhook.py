@@ -12,8 +12,8 @@ parsing of status notifications, without HTTP or storage.
 
 A notification holds ``entry[].changes[]``; a change with ``field: "messages"`` carries
 ``value.statuses[]`` (what became of our messages) and/or ``value.messages[]`` (inbound
-messages, only counted here). Each status becomes a :class:`StatusReport`; our message id
-comes back in ``biz_opaque_callback_data``.
+messages: :mod:`conversa.adapters.providers.whatsapp_inbound`). Each status becomes a
+:class:`StatusReport`; our message id comes back in ``biz_opaque_callback_data``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from conversa.adapters.providers.webhooks import (
     storable_id,
     storable_text,
 )
+from conversa.adapters.providers.whatsapp_inbound import parse_meta_messages
+from conversa.app.inbound import InboundReport
 from conversa.app.reports import StatusReport
 from conversa.domain.errors import InvalidPhoneNumber
 from conversa.domain.phone import PhoneNumber
@@ -65,6 +67,7 @@ class MetaWebhook:
     reports: list[StatusReport] = field(default_factory=list)
     inbound_messages: int = 0
     ignored_statuses: int = 0
+    inbound: list[InboundReport] = field(default_factory=list)
 
 
 def verify_handshake(
@@ -137,21 +140,25 @@ def parse_meta_webhook(raw_body: bytes) -> MetaWebhook:
     values = [value for entry in entries for value in _message_values(entry)]
     total = 0
     for value in values:
-        total += len(_list(value, "statuses"))
+        total += len(_list(value, "statuses")) + len(_list(value, "messages"))
         if total > MAX_STATUSES:
-            raise MalformedWebhook(f"more than {MAX_STATUSES} statuses in one request")
+            raise MalformedWebhook(f"more than {MAX_STATUSES} statuses and messages in one request")
 
     reports: list[StatusReport] = []
+    messages: list[InboundReport] = []
     inbound = ignored = 0
     for value in values:
         inbound += len(_list(value, "messages"))
+        messages.extend(parse_meta_messages(value))
         for item in _list(value, "statuses"):
             report = _report(item)
             if report is None:
                 ignored += 1
             else:
                 reports.append(report)
-    return MetaWebhook(reports=reports, inbound_messages=inbound, ignored_statuses=ignored)
+    return MetaWebhook(
+        reports=reports, inbound_messages=inbound, ignored_statuses=ignored, inbound=messages
+    )
 
 
 def _message_values(entry: object) -> list[dict[str, Any]]:

@@ -28,6 +28,10 @@ COLUMNS = (
     "updated_at",
     "version",
     "next_attempt_at",
+    "direction",
+    "conversation_id",
+    "media",
+    "reply_to",
 )
 
 # Every filter of GET /conversa/messages is served by an index ending in the sort order.
@@ -39,6 +43,9 @@ INDEXES = {
     # otherwise walk many rows of the status index to fill a page.
     "conversa_messages_channel_status_idx": "channel, status, created_at DESC, id DESC",
     "conversa_messages_recipient_idx": "recipient, created_at DESC, id DESC",
+    "conversa_messages_direction_idx": "direction, created_at DESC, id DESC",
+    # A conversation's thread, oldest first.
+    "conversa_messages_conversation_idx": "conversation_id, created_at, id",
 }
 #: The dispatcher's scan for due attempts; only messages still waiting have a time.
 DUE_INDEX = "conversa_messages_due_idx"
@@ -90,6 +97,10 @@ def row_params(row: MessageRow) -> dict[str, Any]:
         "updated_at": row.updated_at,
         "version": row.version,
         "next_attempt_at": row.next_attempt_at,
+        "direction": row.direction,
+        "conversation_id": row.conversation_id,
+        "media": row.media,
+        "reply_to": row.reply_to,
     }
 
 
@@ -114,10 +125,25 @@ def row_from_record(record: Any) -> MessageRow:
         updated_at=record["updated_at"],
         version=record["version"],
         next_attempt_at=record["next_attempt_at"],
+        direction=record["direction"],
+        conversation_id=_uuid(record["conversation_id"]),
+        media=record["media"],
+        reply_to=_uuid(record["reply_to"]),
     )
+
+
+def _uuid(value: Any) -> UUID | None:
+    if value is None or isinstance(value, UUID):
+        return value
+    return UUID(value)
 
 
 def query_filters(query: MessageQuery) -> dict[str, str]:
     """The column filters of a list query, by column name."""
-    filters = {"status": query.status, "channel": query.channel, "recipient": query.to}
+    filters = {
+        "direction": query.direction,
+        "status": query.status,
+        "channel": query.channel,
+        "recipient": query.to,
+    }
     return {column: value for column, value in filters.items() if value is not None}

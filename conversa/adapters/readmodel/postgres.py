@@ -36,7 +36,17 @@ from conversa.adapters.readmodel.columns import (
     query_filters,
     row_from_record,
 )
+from conversa.adapters.readmodel.conversations import (
+    CONVERSATION_COLUMNS,
+    CONVERSATION_INDEXES,
+    CONVERSATIONS,
+    SELECT_CONVERSATIONS,
+    UPSERT_SUFFIX,
+    conversation_filters,
+    conversation_from_record,
+)
 from conversa.app.application import ConversaApp
+from conversa.app.conversations import ConversationPage, ConversationQuery, ConversationRow
 from conversa.app.projection import (
     COUNTED,
     MessagePage,
@@ -77,6 +87,10 @@ TYPES = {
     "updated_at": "timestamptz",
     "version": "integer",
     "next_attempt_at": "timestamptz",
+    "direction": "text",
+    "conversation_id": "uuid",
+    "media": "jsonb",
+    "reply_to": "uuid",
 }
 NOT_NULL = {
     "id",
@@ -89,6 +103,7 @@ NOT_NULL = {
     "created_at",
     "updated_at",
     "version",
+    "direction",
 }
 
 
@@ -103,7 +118,30 @@ def _create_table(*, primary_key: bool) -> str:
 
 
 # Tables made by an earlier version lack the columns added since.
-UPGRADES = ("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz",)
+UPGRADES = (
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz",
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS direction text NOT NULL DEFAULT 'outbound'",
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS conversation_id uuid",
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS media jsonb",
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS reply_to uuid",
+)
+CREATE_CONVERSATIONS = """CREATE TABLE {conversations} (
+    id uuid PRIMARY KEY,
+    channel text NOT NULL,
+    contact text NOT NULL,
+    business_number text,
+    last_message_at timestamptz NOT NULL,
+    last_inbound_at timestamptz,
+    inbound_count bigint NOT NULL,
+    outbound_count bigint NOT NULL
+)"""
+FILL_CONVERSATIONS = (
+    "INSERT INTO {conversations} ("
+    + ", ".join(CONVERSATION_COLUMNS)
+    + ") "
+    + SELECT_CONVERSATIONS.replace("{messages}", "{table}")
+    + UPSERT_SUFFIX
+)
 CREATE_COUNTS = (
     "CREATE TABLE {counts} ("
     + ", ".join(f"{c} text NOT NULL" for c in COUNTED)
@@ -130,6 +168,7 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
         self.counts = Identifier(schema, COUNTS_TABLE)
         self.tracking = Identifier(schema, self.tracking_table_name)
         self.events = Identifier(schema, EVENTS_TABLE)
+        self.conversations_table = Identifier(schema, CONVERSATIONS)
         self.sql_create_statements.append(
             SQL(_create_table(primary_key=True)).format(table=self.table)
         )
@@ -172,10 +211,30 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             curs.execute(
                 "SELECT to_regclass(%s) AS found", (f'"{self.datastore.schema}"."{COUNTS_TABLE}"',)
             )
+            curs.execute(
+                "SELECT array_agg(column_name::text ORDER BY ordinal_position) AS columns "
+                "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                (self.datastore.schema or "public", COUNTS_TABLE),
+            )
             found = curs.fetchone()
-            if found is None or found["found"] is None:
+            columns = (found or {}).get("columns") or []
+            if columns[:-1] != list(COUNTED):
+                # None yet, or counting other columns: made (again) from the rows.
+                curs.execute(SQL("DROP TABLE IF EXISTS {}").format(self.counts))
                 curs.execute(SQL(CREATE_COUNTS).format(counts=self.counts))
                 curs.execute(SQL(FILL_COUNTS).format(counts=self.counts, table=self.table))
+            curs.execute(
+                "SELECT to_regclass(%s) AS found",
+                (f'"{self.datastore.schema}"."{CONVERSATIONS}"',),
+            )
+            found = curs.fetchone()
+            if found is None or found["found"] is None:
+                curs.execute(
+                    SQL(CREATE_CONVERSATIONS).format(conversations=self.conversations_table)
+                )
+                for name, columns_sql in CONVERSATION_INDEXES.items():
+                    curs.execute(_index(name, columns_sql, self.conversations_table))
+                curs.execute(self._fill_conversations(""))
 
     def load(self, ids: Iterable[UUID]) -> dict[UUID, MessageRow]:
         ids = list(ids)
@@ -214,6 +273,22 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
                         list(changes.counts.values()),
                     ],
                 )
+            touched = sorted(changes.conversations)
+            if touched:
+                # Computed again from their rows (one that has none left goes).
+                curs.execute(
+                    SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self.conversations_table),
+                    (touched,),
+                )
+                curs.execute(
+                    self._fill_conversations(" AND conversation_id = ANY(%(ids)s)"),
+                    {"ids": touched},
+                )
+
+    def _fill_conversations(self, where: str) -> Composed:
+        return SQL(FILL_CONVERSATIONS.replace("{where}", where)).format(
+            conversations=self.conversations_table, table=self.table
+        )
 
     def events_after(self, position: int, limit: int) -> list[tuple[int, StoredRecord]]:
         # The library's select_notifications builds an object per event and reads text;
@@ -302,6 +377,8 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
                 )
             curs.execute(SQL("DELETE FROM {}").format(self.counts))
             curs.execute(SQL(FILL_COUNTS).format(counts=self.counts, table=self.table))
+            curs.execute(SQL("DELETE FROM {}").format(self.conversations_table))
+            curs.execute(self._fill_conversations(""))
             curs.execute(
                 SQL("DELETE FROM {tracking} WHERE application_name = %s").format(
                     tracking=self.tracking
@@ -401,6 +478,53 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             curs.execute(SQL("SELECT * FROM {table} ORDER BY id").format(table=self.table))
             return [row_from_record(r) for r in curs.fetchall()]
 
+    def conversations(self, query: ConversationQuery) -> ConversationPage:
+        filters = conversation_filters(query)
+        params: dict[str, Any] = {
+            **filters,
+            "limit": query.per_page,
+            "offset": (query.page - 1) * query.per_page,
+        }
+        table = self.conversations_table
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT * FROM {}").format(table)
+                + _where(filters)
+                + SQL(" ORDER BY last_message_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s"),
+                params,
+            )
+            rows = [conversation_from_record(r) for r in curs.fetchall()]
+            curs.execute(
+                SQL("SELECT count(*) AS n FROM {}").format(table) + _where(filters), params
+            )
+            total = curs.fetchone()
+        return ConversationPage(rows=rows, total=int(total["n"]) if total else 0)
+
+    def conversation(self, conversation_id: UUID) -> ConversationRow | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT * FROM {} WHERE id = %s").format(self.conversations_table),
+                (conversation_id,),
+            )
+            record = curs.fetchone()
+        return None if record is None else conversation_from_record(record)
+
+    def thread(self, conversation_id: UUID, page: int, per_page: int) -> list[MessageRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT * FROM {} WHERE conversation_id = %s "
+                    "ORDER BY created_at, id LIMIT %s OFFSET %s"
+                ).format(self.table),
+                (conversation_id, per_page, (page - 1) * per_page),
+            )
+            return [row_from_record(r) for r in curs.fetchall()]
+
+    def all_conversations(self) -> list[ConversationRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(SQL("SELECT * FROM {} ORDER BY id").format(self.conversations_table))
+            return [conversation_from_record(r) for r in curs.fetchall()]
+
 
 def _all_indexes() -> dict[str, str]:
     return {**INDEXES, DUE_INDEX: DUE_INDEX_COLUMNS}
@@ -436,6 +560,7 @@ _GETTERS: dict[str, Callable[[MessageRow], Any]] = {
     "recipient": lambda row: row.to,
     "template": lambda row: _jsonb(row.template),
     "meta": lambda row: _jsonb(row.meta),
+    "media": lambda row: _jsonb(row.media),
 }
 
 
@@ -471,6 +596,10 @@ def _copy_values(row: MessageRow) -> tuple[Any, ...]:
         row.updated_at,
         row.version,
         row.next_attempt_at,
+        row.direction,
+        row.conversation_id,
+        row.media,
+        row.reply_to,
     )
 
 

@@ -30,7 +30,17 @@ from conversa.adapters.readmodel.columns import (
     row_from_record,
     row_params,
 )
+from conversa.adapters.readmodel.conversations import (
+    CONVERSATION_COLUMNS,
+    CONVERSATION_INDEXES,
+    CONVERSATIONS,
+    SELECT_CONVERSATIONS,
+    UPSERT_SUFFIX,
+    conversation_filters,
+    conversation_from_record,
+)
 from conversa.app.application import ConversaApp
+from conversa.app.conversations import ConversationPage, ConversationQuery, ConversationRow
 from conversa.app.projection import (
     COUNTED,
     MessagePage,
@@ -61,9 +71,38 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     version INTEGER NOT NULL,
-    next_attempt_at TEXT
+    next_attempt_at TEXT,
+    direction TEXT NOT NULL DEFAULT 'outbound',
+    conversation_id TEXT,
+    media TEXT,
+    reply_to TEXT
 )
 """
+#: Columns added since the table was first made, and their definitions.
+ADDED_COLUMNS = {
+    "next_attempt_at": "TEXT",
+    "direction": "TEXT NOT NULL DEFAULT 'outbound'",
+    "conversation_id": "TEXT",
+    "media": "TEXT",
+    "reply_to": "TEXT",
+}
+CREATE_CONVERSATIONS = f"""
+CREATE TABLE IF NOT EXISTS {CONVERSATIONS} (
+    id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    business_number TEXT,
+    last_message_at TEXT NOT NULL,
+    last_inbound_at TEXT,
+    inbound_count INTEGER NOT NULL,
+    outbound_count INTEGER NOT NULL
+)
+"""
+FILL_CONVERSATIONS = (
+    f"INSERT INTO {CONVERSATIONS} ({', '.join(CONVERSATION_COLUMNS)}) "
+    + SELECT_CONVERSATIONS.format(messages=TABLE, where="{where}")
+    + UPSERT_SUFFIX
+)
 
 INSERT = (
     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
@@ -107,17 +146,27 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(f"PRAGMA table_info({TABLE})")
             present = {row[1] for row in curs.fetchall()}
-            if present and "next_attempt_at" not in present:
-                curs.execute(f"ALTER TABLE {TABLE} ADD COLUMN next_attempt_at TEXT")
+            for column, definition in ADDED_COLUMNS.items():
+                if present and column not in present:
+                    curs.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {definition}")
         super().create_table()
-        # The counters start as the rows there are; made once.
+        # The counters start as the rows there are; made once, and made again when the
+        # counted columns changed.
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (COUNTS_TABLE,)
-            )
-            if curs.fetchone() is None:
+            curs.execute(f"PRAGMA table_info({COUNTS_TABLE})")
+            counted = [row[1] for row in curs.fetchall()]
+            if counted[:-1] != list(COUNTED):
+                curs.execute(f"DROP TABLE IF EXISTS {COUNTS_TABLE}")
                 curs.execute(CREATE_COUNTS)
                 curs.execute(FILL_COUNTS)
+            curs.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (CONVERSATIONS,)
+            )
+            if curs.fetchone() is None:
+                curs.execute(CREATE_CONVERSATIONS)
+                for name, columns in CONVERSATION_INDEXES.items():
+                    curs.execute(f"CREATE INDEX {name} ON {CONVERSATIONS} ({columns})")
+                curs.execute(FILL_CONVERSATIONS.format(where=""))
 
     def load(self, ids: Collection[UUID]) -> dict[UUID, MessageRow]:
         keys = [str(i) for i in ids]
@@ -155,6 +204,15 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             _check_found(deleted, len(keys))
             if changes.counts:
                 curs.executemany(COUNT, [(*key, n) for key, n in changes.counts.items()])
+            touched = sorted(str(i) for i in changes.conversations)
+            for start in range(0, len(touched), CHUNK):
+                chunk = touched[start : start + CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                # Computed again from their rows (one that has none left goes).
+                curs.execute(f"DELETE FROM {CONVERSATIONS} WHERE id IN ({marks})", chunk)
+                curs.execute(
+                    FILL_CONVERSATIONS.format(where=f" AND conversation_id IN ({marks})"), chunk
+                )
 
     def events_after(self, position: int, limit: int) -> list[tuple[int, StoredRecord]]:
         with self.datastore.transaction(commit=False) as cursor:
@@ -195,6 +253,8 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             curs.executemany(INSERT, params())
             curs.execute(f"DELETE FROM {COUNTS_TABLE}")
             curs.execute(FILL_COUNTS)
+            curs.execute(f"DELETE FROM {CONVERSATIONS}")
+            curs.execute(FILL_CONVERSATIONS.format(where=""))
             curs.execute(
                 "DELETE FROM tracking WHERE application_name = ?",
                 (ConversaApp.name if tracking is None else tracking.application_name,),
@@ -247,6 +307,44 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             curs.execute(f"SELECT * FROM {TABLE} ORDER BY id")
             return [_row(r) for r in curs.fetchall()]
 
+    def conversations(self, query: ConversationQuery) -> ConversationPage:
+        filters = conversation_filters(query)
+        params: dict[str, Any] = {
+            **filters,
+            "limit": query.per_page,
+            "offset": (query.page - 1) * query.per_page,
+        }
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT * FROM {CONVERSATIONS}{_where(filters)} "
+                "ORDER BY last_message_at DESC, id DESC LIMIT :limit OFFSET :offset",
+                params,
+            )
+            rows = [_conversation(r) for r in curs.fetchall()]
+            curs.execute(f"SELECT count(*) FROM {CONVERSATIONS}{_where(filters)}", params)
+            total = curs.fetchone()[0]
+        return ConversationPage(rows=rows, total=int(total))
+
+    def conversation(self, conversation_id: UUID) -> ConversationRow | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(f"SELECT * FROM {CONVERSATIONS} WHERE id = ?", (str(conversation_id),))
+            record = curs.fetchone()
+        return None if record is None else _conversation(record)
+
+    def thread(self, conversation_id: UUID, page: int, per_page: int) -> list[MessageRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT * FROM {TABLE} WHERE conversation_id = ? "
+                "ORDER BY created_at, id LIMIT ? OFFSET ?",
+                (str(conversation_id), per_page, (page - 1) * per_page),
+            )
+            return [_row(r) for r in curs.fetchall()]
+
+    def all_conversations(self) -> list[ConversationRow]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(f"SELECT * FROM {CONVERSATIONS} ORDER BY id")
+            return [_conversation(r) for r in curs.fetchall()]
+
 
 def _list_statements(query: MessageQuery) -> tuple[tuple[str, str], dict[str, Any]]:
     filters = query_filters(query)
@@ -293,6 +391,9 @@ def _params(row: MessageRow) -> dict[str, Any]:
     params["next_attempt_at"] = (
         None if row.next_attempt_at is None else _timestamp(row.next_attempt_at)
     )
+    params["conversation_id"] = None if row.conversation_id is None else str(row.conversation_id)
+    params["reply_to"] = None if row.reply_to is None else str(row.reply_to)
+    params["media"] = None if row.media is None else orjson.dumps(row.media).decode()
     return params
 
 
@@ -309,4 +410,13 @@ def _row(record: Any) -> MessageRow:
     values["updated_at"] = datetime.fromisoformat(values["updated_at"])
     if values["next_attempt_at"] is not None:
         values["next_attempt_at"] = datetime.fromisoformat(values["next_attempt_at"])
+    values["media"] = None if values["media"] is None else json.loads(values["media"])
     return row_from_record(values)
+
+
+def _conversation(record: Any) -> ConversationRow:
+    values = dict(record)
+    values["last_message_at"] = datetime.fromisoformat(values["last_message_at"])
+    if values["last_inbound_at"] is not None:
+        values["last_inbound_at"] = datetime.fromisoformat(values["last_inbound_at"])
+    return conversation_from_record(values)

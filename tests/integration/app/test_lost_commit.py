@@ -133,9 +133,11 @@ def test_a_message_recorded_before_nonces_still_loads_and_replays(
     sent = service.send(*request, {"idempotency_key": "new-1"})
     [queued, *_] = service.app.recorder.select_events(sent.message_id)
     state = json.loads(queued.state)
-    assert state.pop("class_version") == 3
+    assert state.pop("class_version") == 4
     assert state.pop("nonce") is not None
     assert state.pop("attempt_by") == "request"  # version 3; version 1 had neither
+    assert state.pop("reply_to") is None  # version 4, as quote
+    assert state.pop("quote") is None
     state["idempotency_key"] = "legacy-1"
     legacy_id = message_id_for(LOCAL_SCOPE, "legacy-1")
     service.app.recorder.insert_events(
@@ -148,6 +150,7 @@ def test_a_message_recorded_before_nonces_still_loads_and_replays(
     assert isinstance(legacy, Message)
     assert legacy.nonce is None
     assert legacy.attempt_by == "request"
+    assert legacy.reply_to is None and legacy.quote is None
     assert legacy.fingerprint == state["fingerprint"]
     assert replay.replayed
     assert replay.message_id == legacy_id

@@ -11,14 +11,18 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from psycopg.sql import SQL
 
 from conversa.app.bootstrap import bootstrap, migrate
+from conversa.app.conversations import ConversationRow
 from conversa.app.projection import MessageQuery, MessageRow, ProjectionOutOfSequence
 from conversa.app.service import ConversaService
+from conversa.domain.channel import Channel
 from conversa.domain.content import Template
+from conversa.domain.inbound import InboundMessage
 from conversa.domain.message import Message
 from conversa.domain.status import Status
 from tests.support import make_settings, queued_message
@@ -45,6 +49,17 @@ def random_messages(rng: random.Random, count: int) -> list[Message]:
     return messages
 
 
+def random_inbound(rng: random.Random) -> InboundMessage:
+    return InboundMessage.receive(
+        provider=rng.choice(["twilio", "whatsapp_cloud"]),
+        provider_message_id=f"in-{rng.random()}",
+        channel=rng.choice([Channel.SMS, Channel.WHATSAPP]),
+        sender=rng.choice(NUMBERS),
+        recipient="+15550001111",
+        body=rng.choice([None, "YES"]),
+    )
+
+
 def random_step(rng: random.Random, message: Message) -> None:
     """One more thing happens to ``message`` (or nothing, when nothing can)."""
     now = START + timedelta(minutes=rng.randint(0, 100))
@@ -63,7 +78,30 @@ def random_step(rng: random.Random, message: Message) -> None:
 
 
 def counted(rows: list[MessageRow]) -> dict[tuple[str, ...], int]:
-    return dict(Counter((row.channel, row.status) for row in rows))
+    return dict(Counter((row.direction, row.channel, row.status) for row in rows))
+
+
+def conversations_of(rows: list[MessageRow]) -> dict[UUID, ConversationRow]:
+    """The conversations the rows make, computed here independently of the stores."""
+    threads: dict[UUID, list[MessageRow]] = {}
+    for row in rows:
+        assert row.conversation_id is not None
+        threads.setdefault(row.conversation_id, []).append(row)
+    found = {}
+    for conversation_id, thread in threads.items():
+        inbound = [r for r in thread if r.direction == "inbound"]
+        outbound = [r for r in thread if r.direction == "outbound"]
+        found[conversation_id] = ConversationRow(
+            id=conversation_id,
+            channel=thread[0].channel,
+            contact=inbound[0].sender if inbound else thread[0].to,  # type: ignore[arg-type]
+            business_number=inbound[0].to if inbound else outbound[0].sender,
+            last_message_at=max(r.created_at for r in thread),
+            last_inbound_at=max((r.created_at for r in inbound), default=None),
+            inbound_count=len(inbound),
+            outbound_count=len(outbound),
+        )
+    return found
 
 
 def assert_exact(service: ConversaService) -> None:
@@ -71,12 +109,14 @@ def assert_exact(service: ConversaService) -> None:
     number of rows it matches."""
     rows = service.view.all_rows()
     assert service.view.counters() == counted(rows)
+    assert {c.id: c for c in service.view.all_conversations()} == conversations_of(rows)
     for query in list_queries():
         page = service.view.query(query)
         matching = [
             row
             for row in rows
             if query.status in (None, row.status)
+            and query.direction in (None, row.direction)
             and query.channel in (None, row.channel)
             and query.to in (None, row.to)
         ]
@@ -87,10 +127,13 @@ def assert_exact(service: ConversaService) -> None:
 
 def list_queries() -> list[MessageQuery]:
     queries = []
-    for status in (None, "queued", "sent", "delivered", "failed"):
+    for status in (None, "queued", "sent", "delivered", "failed", "received"):
         for channel in (None, "sms", "whatsapp"):
             for to in (None, NUMBERS[0]):
                 queries.append(MessageQuery(status=status, channel=channel, to=to, per_page=5))
+    for direction in ("inbound", "outbound"):
+        for channel in (None, "whatsapp"):
+            queries.append(MessageQuery(direction=direction, channel=channel, per_page=5))
     return queries
 
 
@@ -109,8 +152,10 @@ def play(
             for _ in range(rng.randint(1, 3)):
                 random_step(rng, message)
         touched = [m for m in live if m.pending_events] + born
-        if touched:
-            service.app.save(*touched)
+        # Inbound messages too, each in the conversation of one of the numbers.
+        inbound = [random_inbound(rng) for _ in range(rng.randint(0, 2))]
+        if touched or inbound:
+            service.app.save(*touched, *inbound)
         live.extend(born)
         if follow:
             projector = service.projector(batch_size=rng.randint(1, 12))
@@ -129,11 +174,14 @@ def test_counters_are_exact_live_after_a_rebuild_and_after_a_resumed_kill(
     assert service.projector().status().lag == 0
     assert_exact(service)
     live = service.view.all_rows()
+    conversations = service.view.all_conversations()
+    assert conversations  # inbound ones, and outbound ones without a sender
 
     with service.backend.projection_lock() as acquired:
         assert acquired
         service.projector().rebuild()
     assert service.view.all_rows() == live
+    assert service.view.all_conversations() == conversations
     assert_exact(service)
 
     # More events, then a projection killed inside its second batch, then resumed.
@@ -196,11 +244,38 @@ def test_an_upgrade_counts_the_rows_already_there(backend_url: str) -> None:
         assert_exact(service)
 
 
+def test_an_upgrade_counts_by_direction_too(backend_url: str) -> None:
+    """Counters made when they counted channel and status only are made again, counted
+    by direction too, at migrate."""
+    settings = make_settings(backend_url)
+    migrate(settings)
+    with bootstrap(settings) as service:
+        play(service, random.Random(7), messages=20, rounds=8)
+        expected = counted(service.view.all_rows())
+        view: Any = service.view
+        counts = getattr(view, "counts", None)
+        name = "conversa_messages_counts" if counts is None else counts
+        with view.datastore.transaction(commit=True) as curs:
+            for statement in (
+                "DROP TABLE {}",
+                "CREATE TABLE {} (channel text NOT NULL, status text NOT NULL, "
+                "n bigint NOT NULL, PRIMARY KEY (channel, status))",
+            ):
+                curs.execute(
+                    statement.format(name) if counts is None else SQL(statement).format(counts)
+                )
+    migrate(settings)
+    with bootstrap(settings) as service:
+        assert service.view.counters() == expected
+        assert_exact(service)
+
+
 #: Each filter of the list and the indexes that serve it in the list's order.
 FILTERS: list[tuple[dict[str, Any], tuple[str, ...]]] = [
     ({}, ("newest",)),
     ({"status": "delivered"}, ("status",)),
     ({"channel": "whatsapp"}, ("channel",)),
+    ({"direction": "inbound"}, ("direction",)),
     ({"to": NUMBERS[0]}, ("recipient",)),
     ({"status": "failed", "channel": "whatsapp"}, ("channel_status",)),
     ({"to": NUMBERS[0], "status": "delivered"}, ("recipient",)),

@@ -216,6 +216,8 @@ def test_a_send_left_unfinished_by_a_crash_is_recovered_once(
             next_attempt_at=clock.now + service.lease,
             nonce=None,
             attempt_by=ATTEMPT_BY_REQUEST,
+            reply_to=None,
+            quote=None,
         )
         service.app.save(crashed)
         assert tick(service) == 0  # its first attempt may still be in flight

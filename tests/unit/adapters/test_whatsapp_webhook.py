@@ -408,11 +408,17 @@ def test_an_invalid_callback_data_is_no_message_id(opaque: object) -> None:
     assert report.provider_message_id == WAMID_A
 
 
-def test_inbound_messages_are_counted_and_otherwise_ignored() -> None:
+def test_inbound_messages_are_counted_and_parsed() -> None:
     payload = notification([change(messages=[inbound("a"), inbound("b", "wamid.2")])])
-    assert parse_meta_webhook(body_of(payload)) == MetaWebhook(
-        reports=[], inbound_messages=2, ignored_statuses=0
-    )
+    hook = parse_meta_webhook(body_of(payload))
+    assert (hook.reports, hook.inbound_messages, hook.ignored_statuses) == ([], 2, 0)
+    assert [(m.provider_message_id, m.body, m.kind) for m in hook.inbound] == [
+        ("wamid.inbound1", "a", "text"),
+        ("wamid.2", "b", "text"),
+    ]
+    assert {(m.sender, m.recipient, m.profile_name) for m in hook.inbound} == {
+        ("+16505551234", "+15550783881", "Zoë")
+    }
 
 
 def test_other_fields_are_skipped_unread() -> None:

@@ -18,8 +18,8 @@ our clock is refused, so that a captured request cannot be replayed later.
 
 A delivery receipt has ``status`` (``accepted``, ``buffered``, ``delivered``, ``expired``,
 ``failed``, ``rejected``, ``unknown``), ``err-code``, ``messageId`` (the part's id) and
-``client-ref`` (our message id). An inbound SMS has ``msisdn``, ``to``, ``text`` and no
-status: it is verified and acknowledged; recording it is the business of two-way messaging.
+``client-ref`` (our message id). An inbound SMS has ``msisdn`` (the sender), ``to`` (our
+number), ``text``, ``messageId`` and no status: it becomes an inbound message.
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ from conversa.adapters.providers.webhooks import (
     storable_id,
     storable_text,
 )
+from conversa.app.inbound import InboundReport
 from conversa.app.reports import StatusReport
+from conversa.domain.channel import Channel
+from conversa.domain.errors import InvalidPhoneNumber
+from conversa.domain.phone import PhoneNumber
 from conversa.domain.status import Status
 
 PROVIDER: Final = "vonage"
@@ -69,6 +73,7 @@ class VonageWebhook:
 
     report: StatusReport | None = None
     inbound: bool = False
+    message: InboundReport | None = None
 
 
 def webhook_params(
@@ -170,7 +175,7 @@ def parse_vonage_webhook(params: Mapping[str, str], query_message_id: str | None
     status_word = _field(params, "status")
     if status_word is None:
         if _field(params, "msisdn") is not None and "text" in params:
-            return VonageWebhook(inbound=True)
+            return VonageWebhook(inbound=True, message=_inbound(params))
         raise MalformedWebhook("the webhook is neither a delivery receipt nor an inbound SMS")
     part_id = _field(params, "messageId", "message-id")
     message_id = _uuid(_field(params, "client-ref", "clientRef")) or _uuid(query_message_id)
@@ -201,6 +206,33 @@ def parse_vonage_webhook(params: Mapping[str, str], query_message_id: str | None
             part_id=part_id,
         )
     )
+
+
+def _inbound(params: Mapping[str, str]) -> InboundReport:
+    message_id = _field(params, "messageId", "message-id")
+    if message_id is None:
+        raise MalformedWebhook("the inbound SMS has no messageId")
+    storable_id(message_id, "messageId")
+    text = params.get("text") or None
+    return InboundReport(
+        provider=PROVIDER,
+        provider_message_id=message_id,
+        channel=Channel.SMS,
+        sender=_number(_field(params, "msisdn"), "msisdn"),
+        recipient=_number(_field(params, "to"), "to"),
+        body=storable_text(text) if text else None,
+        kind="text",
+    )
+
+
+def _number(digits: str | None, name: str) -> str:
+    if digits is None:
+        raise MalformedWebhook(f"the inbound SMS has no {name}")
+    text = digits if digits.startswith("+") else "+" + digits
+    try:
+        return PhoneNumber.parse(text).e164
+    except InvalidPhoneNumber:
+        raise MalformedWebhook(f"{name} is not a phone number") from None
 
 
 def _field(params: Mapping[str, str], *names: str) -> str | None:
