@@ -83,7 +83,9 @@ def test_every_curl_example_of_the_readme_works(tmp_path: Path) -> None:
     )
     (inspected,) = [m for m in messages if "events" in m]
     assert [e["type"] for e in inspected["events"]] == ["queued", "sent"]
-    (listed,) = [d["meta"] for d in documents if "data" in d and "meta" in d]
+    # The message log, its inbound messages (none yet), and the conversations.
+    listed, inbound, _conversations = [d["meta"] for d in documents if "data" in d and "meta" in d]
+    assert inbound["total"] == 0
     # Five SMS were recorded before the list; it may be read before the projection has them.
     assert listed["page"] == 1 and listed["per_page"] == 25 and listed["total"] <= 5
     assert {"status": "ok"} in documents
