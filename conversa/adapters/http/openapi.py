@@ -20,6 +20,25 @@ from conversa.domain.channel import Channel
 from conversa.domain.content import MAX_TEMPLATE_NAME, MAX_TEMPLATE_VARIABLES, MAX_VARIABLE_LENGTH
 from conversa.domain.status import Status
 
+#: The query parameters of every paged list.
+PAGING: list[dict[str, Any]] = [
+    {
+        "name": "page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+    },
+    {
+        "name": "per_page",
+        "in": "query",
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_PER_PAGE,
+            "default": DEFAULT_PER_PAGE,
+        },
+    },
+]
+
 CHANNELS = [c.value for c in Channel]
 STATUSES = [*(s.value for s in Status), "received"]
 DIRECTIONS = ["outbound", "inbound"]
@@ -457,21 +476,7 @@ PATHS: dict[str, Any] = {
                     "description": "A phone number in any common format",
                     "schema": {"type": "string"},
                 },
-                {
-                    "name": "page",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-                },
-                {
-                    "name": "per_page",
-                    "in": "query",
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_PER_PAGE,
-                        "default": DEFAULT_PER_PAGE,
-                    },
-                },
+                *PAGING,
             ],
             "responses": {
                 "200": _json(_ref("MessageList"), "One page of messages"),
@@ -579,21 +584,7 @@ PATHS: dict[str, Any] = {
                     "description": "The contact's number, in any common format",
                     "schema": {"type": "string"},
                 },
-                {
-                    "name": "page",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-                },
-                {
-                    "name": "per_page",
-                    "in": "query",
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_PER_PAGE,
-                        "default": DEFAULT_PER_PAGE,
-                    },
-                },
+                *PAGING,
             ],
             "responses": {
                 "200": _json(_ref("ConversationList"), "One page of conversations"),
@@ -616,21 +607,7 @@ PATHS: dict[str, Any] = {
                     "required": True,
                     "schema": {"type": "string"},
                 },
-                {
-                    "name": "page",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
-                },
-                {
-                    "name": "per_page",
-                    "in": "query",
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_PER_PAGE,
-                        "default": DEFAULT_PER_PAGE,
-                    },
-                },
+                *PAGING,
             ],
             "responses": {
                 "200": _json(_ref("ConversationThread"), "The conversation and its messages"),
