@@ -208,6 +208,7 @@ def _floor(conninfo: str, start: int, stop: int, *, reset: bool) -> float:
     table = sql.Identifier(FLOOR_TABLE)
     columns = (
         "id",
+        "direction",
         "channel",
         "recipient",
         "driver",
@@ -260,6 +261,7 @@ def _floor(conninfo: str, start: int, stop: int, *, reset: bool) -> float:
                     [
                         (
                             originator,
+                            "outbound",
                             "sms",
                             "+12025550000",
                             "log",
