@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, sync_playwright
 
 from conversa.app.bootstrap import bootstrap
 from tests.e2e.conftest import Server, running_server
@@ -203,3 +203,15 @@ def sign_in(page: Page, console: Console, token: str | None = None) -> None:
     page.get_by_label("Console token").fill(token or console.token)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(console.url + "/messages")
+
+
+def watch_dialogs(page: Page) -> list[str]:
+    """Every dialog (alert, confirm, prompt) the page opens, dismissed: its message."""
+    opened: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        opened.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    return opened

@@ -9,9 +9,9 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import Dialog, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.e2e.console.conftest import Console, Shot, sign_in
+from tests.e2e.console.conftest import Console, Shot, sign_in, watch_dialogs
 
 CONTACT = "+447700900123"
 OTHER = "+447700900456"
@@ -22,8 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 def test_an_operator_follows_a_message_from_send_to_reply(
     console: Console, page: Page, screenshot: Shot
 ) -> None:
-    dialogs: list[Dialog] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog), dialog.dismiss()))
+    dialogs = watch_dialogs(page)
     sign_in(page, console)
     expect(page.locator("[data-live-status]")).to_have_text(re.compile("^Live"))
     page.evaluate("window.stillTheSamePage = true")
