@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: No inline script or style, nothing from another origin, never framed.
@@ -33,11 +35,25 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except HTTPException as error:
+            # The router's 404 and 405 are raised for the application's handler, which is
+            # outside this middleware: answer them here, with the headers.
+            if started:
+                raise
+            response = PlainTextResponse(
+                error.detail, status_code=error.status_code, headers=error.headers
+            )
+            await response(scope, receive, send_with_headers)

@@ -77,7 +77,7 @@ def _entry(kind: str, event: dict[str, Any], at: datetime, offset: float) -> Ent
     if source:
         details.append("from " + SOURCES.get(source, source))
     if kind == "queued":
-        title = f"Queued for {event.get('channel')} via {driver}"
+        title = f"Queued for {event.get('channel')}"
     elif kind == "attempt_started":
         title = f"Attempt {event.get('attempt')} started"
     elif kind == "retried":
