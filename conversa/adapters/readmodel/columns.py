@@ -164,7 +164,9 @@ def query_filters(query: MessageQuery) -> dict[str, str]:
 
 
 def bounded_page(rows: list[MessageRow], total: int, query: MessageQuery) -> MessagePage:
-    """The page, its total marked inexact when the count stopped at the query's limit."""
-    if query.count_limit is not None and total > query.count_limit:
+    """The page, its total marked inexact when the count stopped at the query's limit (the
+    counters' totals are exact, whatever their size)."""
+    bounded = query.count_limit is not None and counted_filters(query) is None
+    if bounded and query.count_limit is not None and total > query.count_limit:
         return MessagePage(rows=rows, total=query.count_limit, total_exact=False)
     return MessagePage(rows=rows, total=total)
