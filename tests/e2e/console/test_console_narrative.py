@@ -38,39 +38,47 @@ def test_an_operator_follows_a_message_from_send_to_reply(
     expect(page.locator("tbody tr")).to_have_count(2)
     assert CONTACT not in page.content()  # masked everywhere
 
-    # Meta reports the delivery: the badge changes, still without a reload.
-    console.delivered(sent)
-    expect(row.locator(".badge")).to_have_text("delivered")
-    assert page.evaluate("window.stillTheSamePage") is True
-    screenshot(page, "messages")
-
-    # The timeline: queued, accepted by whatsapp_cloud, delivered; times from the first.
+    # Its timeline: queued, accepted by whatsapp_cloud; times from the first event.
     row.get_by_role("link").click()
     page.wait_for_url(f"{console.url}/messages/{sent['id']}")
+    expect(page.locator("[data-live-status]")).to_have_text(re.compile("^Live"))
+    page.evaluate("window.stillTheSamePage = true")
     timeline = page.locator("#timeline li")
-    expect(timeline).to_have_count(3)
+    expect(timeline).to_have_count(2)
     expect(timeline.nth(0)).to_contain_text("+0.000s")
     expect(timeline.nth(0)).to_contain_text("Queued for whatsapp via whatsapp_cloud")
     expect(timeline.nth(1)).to_contain_text("Accepted by the provider")
     expect(timeline.nth(1)).to_contain_text(sent["provider_message_id"])
-    expect(timeline.nth(2)).to_contain_text("Delivered to the handset")
-    expect(timeline.nth(2)).to_contain_text("a provider's status report")
     expect(page.locator("#message-body")).to_have_text("Your parcel ships today")
     expect(page.locator("pre.response")).to_contain_text("messages")  # Meta's answer, redacted
+
+    # Meta reports the delivery: it arrives on the timeline and the badge, without a reload.
+    console.delivered(sent)
+    expect(timeline).to_have_count(3)
+    expect(timeline.nth(2)).to_contain_text("Delivered to the handset")
+    expect(timeline.nth(2)).to_contain_text("a provider's status report")
+    expect(page.locator("h1 .badge")).to_have_text("delivered")
+    assert page.evaluate("window.stillTheSamePage") is True
     screenshot(page, "timeline")
+    page.get_by_role("link", name="Messages", exact=True).click()
+    expect(page.locator(f'tr[data-id="{sent["id"]}"] .badge')).to_have_text("delivered")
+    screenshot(page, "messages")
+    page.locator(f'tr[data-id="{sent["id"]}"]').get_by_role("link").click()
 
     # Its conversation: both directions, the window open; the reply goes out.
     page.get_by_role("link", name="Open the conversation").click()
     expect(page.locator(".bubble.inbound")).to_contain_text("Hi, where is my parcel?")
     expect(page.locator(".bubble.outbound")).to_contain_text("Your parcel ships today")
     expect(page.locator("#window")).to_contain_text("open for 24.0h more")
+    tracked = console.inbound(CONTACT, "Thanks! Is it tracked?")  # in the open thread, live
+    expect(page.locator(".bubble.inbound").last).to_contain_text("Thanks! Is it tracked?")
     page.get_by_label("Reply").fill("It arrives tomorrow before noon.")
     page.get_by_role("button", name="Send reply").click()
     expect(page.locator(".bubble.outbound").last).to_contain_text("It arrives tomorrow")
     with console.api() as client:
         listed = client.get("/conversa/messages", params={"to": CONTACT}).json()["data"]
     reply = next(m for m in listed if m.get("body") == "It arrives tomorrow before noon.")
-    assert reply["reply_to"] == asked and reply["status"] == "sent", reply
+    assert reply["reply_to"] == tracked and reply["status"] == "sent", reply  # the latest
     screenshot(page, "conversation")
 
     # Reveal the number: shown once, logged with the token's name and never the number.

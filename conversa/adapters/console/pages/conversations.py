@@ -100,6 +100,12 @@ async def reveal(request: Request, operator: Operator) -> Response:
 
 
 @signed_in
+async def parts(request: Request, operator: Operator) -> Response:
+    """The window and the thread alone, for the page's live updates."""
+    return await _thread_page(request, operator, template="conversation_parts.html")
+
+
+@signed_in
 async def reply(request: Request, operator: Operator) -> Response:
     conversation_id = _uuid(request.path_params["conversation_id"])
     form = await form_of(request)
@@ -172,6 +178,7 @@ async def _thread_page(
     error: str | None = None,
     body: str = "",
     key: str | None = None,
+    template: str = "conversation.html",
 ) -> Response:
     conversation_id = _uuid(request.path_params["conversation_id"])
     raw_page = request.query_params.get("page", "")
@@ -199,10 +206,10 @@ async def _thread_page(
         "now": now,
         "window_left": None if window is None else (window - now).total_seconds(),
         "page_url": lambda n: f"{PREFIX}/conversations/{found.conversation.id}?page={n}",
+        "live_parts": f"{PREFIX}/conversations/{found.conversation.id}/parts"
+        + ("" if found.page == found.pages else f"?page={found.page}"),
     }
-    return render(
-        request, operator, "conversation.html", context, status_code=422 if error else 200
-    )
+    return render(request, operator, template, context, status_code=422 if error else 200)
 
 
 def _load_thread(
@@ -238,4 +245,5 @@ ROUTES = [
     Route("/conversations/{conversation_id}", thread, methods=["GET"]),
     Route("/conversations/{conversation_id}/reveal", reveal, methods=["POST"]),
     Route("/conversations/{conversation_id}/reply", reply, methods=["POST"]),
+    Route("/conversations/{conversation_id}/parts", parts, methods=["GET"]),
 ]

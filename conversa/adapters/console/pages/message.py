@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from conversa.adapters.console.state import PREFIX
 from conversa.adapters.console.timeline import Entry, timeline
 from conversa.adapters.console.web import Operator, render, service_of, signed_in
 from conversa.app.messages import MessageNotFound
@@ -42,7 +43,15 @@ async def reveal(request: Request, operator: Operator) -> Response:
     return await _page(request, operator, revealed=True)
 
 
-async def _page(request: Request, operator: Operator, *, revealed: bool) -> Response:
+@signed_in
+async def parts(request: Request, operator: Operator) -> Response:
+    """The status and the timeline alone, for the page's live updates."""
+    return await _page(request, operator, revealed=False, template="message_parts.html")
+
+
+async def _page(
+    request: Request, operator: Operator, *, revealed: bool, template: str = "message.html"
+) -> Response:
     message_id = _uuid(request.path_params["message_id"])
     detail = None
     if message_id is not None:
@@ -57,8 +66,13 @@ async def _page(request: Request, operator: Operator, *, revealed: bool) -> Resp
         )
     if revealed:
         log.info("console number reveal token=%s message_id=%s", operator.token_name, message_id)
-    context: dict[str, Any] = {"detail": detail, "m": detail.message, "revealed": revealed}
-    return render(request, operator, "message.html", context)
+    context: dict[str, Any] = {
+        "detail": detail,
+        "m": detail.message,
+        "revealed": revealed,
+        "live_parts": f"{PREFIX}/messages/{message_id}/parts",
+    }
+    return render(request, operator, template, context)
 
 
 def load_detail(service: ConversaService, message_id: UUID) -> Detail | None:
@@ -88,4 +102,5 @@ def _uuid(raw: str) -> UUID | None:
 ROUTES = [
     Route("/messages/{message_id}", show, methods=["GET"]),
     Route("/messages/{message_id}/reveal", reveal, methods=["POST"]),
+    Route("/messages/{message_id}/parts", parts, methods=["GET"]),
 ]

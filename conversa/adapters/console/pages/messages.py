@@ -32,8 +32,7 @@ async def messages(request: Request, operator: Operator) -> Response:
         channels=CHANNELS,
         directions=DIRECTIONS,
         drivers=DRIVERS,
-        rows_url=filters.url(path=f"{PREFIX}/messages/rows"),
-        stream_url=f"{PREFIX}/live",
+        live_parts=filters.url(path=f"{PREFIX}/messages/rows"),
     )
     return render(request, operator, "messages.html", context)
 

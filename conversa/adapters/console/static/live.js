@@ -1,48 +1,61 @@
-// Live updates of the console's message list: listens to the console's event stream
-// (Server-Sent Events) and reloads the table's rows when a message is queued, received or
-// changes status. No inline script: the Content-Security-Policy forbids it.
+// Live parts of the console's pages. A page whose <main> has data-live-parts (a URL) and
+// data-live-stream (the console's Server-Sent Events stream) is kept up to date: when the
+// stream says the message log changed, the script fetches the parts URL (server-rendered,
+// autoescaped HTML) and swaps each element marked data-live-part="name" for the fetched one
+// of the same name. Elements with a data-id not seen before are marked "fresh" (highlighted).
+// No inline script anywhere: the Content-Security-Policy forbids it.
 (function () {
   "use strict";
-  var table = document.querySelector("[data-live-rows]");
-  if (!table || !window.EventSource) { return; }
+  var main = document.querySelector("main[data-live-parts]");
+  if (!main || !window.EventSource || !window.fetch) { return; }
   var status = document.querySelector("[data-live-status]");
-  var rowsUrl = table.getAttribute("data-live-rows");
-  var streamUrl = table.getAttribute("data-live-stream");
+  var partsUrl = main.getAttribute("data-live-parts");
   var pending = false;
+  var again = false;
 
   function say(text) { if (status) { status.textContent = text; } }
 
-  function refresh() {
-    if (pending) { return; }
-    pending = true;
-    window.setTimeout(function () {
-      fetch(rowsUrl, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (response) {
-          if (response.redirected || !response.ok) { throw new Error("status " + response.status); }
-          return response.text();
-        })
-        .then(function (html) {
-          var known = {};
-          table.querySelectorAll("tbody tr[data-id]").forEach(function (row) { known[row.getAttribute("data-id")] = true; });
-          var template = document.createElement("template");
-          template.innerHTML = html;  // server-rendered, autoescaped rows
-          var body = template.content.querySelector("tbody");
-          if (!body) { return; }
-          body.querySelectorAll("tr[data-id]").forEach(function (row) {
-            if (!known[row.getAttribute("data-id")]) { row.classList.add("fresh"); }
-          });
-          table.querySelector("tbody").replaceWith(body);
-          var total = template.content.querySelector("[data-total]");
-          var shown = document.querySelector("[data-total]");
-          if (total && shown) { shown.textContent = total.textContent; }
-        })
-        .catch(function () { say("Live updates paused: reload the page."); })
-        .then(function () { pending = false; });
-    }, 250);
+  function seen() {
+    var ids = {};
+    document.querySelectorAll("[data-live-part] [data-id]").forEach(function (element) {
+      ids[element.getAttribute("data-id")] = true;
+    });
+    return ids;
   }
 
-  var source = new EventSource(streamUrl);
-  source.addEventListener("open", function () { say("Live: new messages appear as they come."); });
+  function swap(html) {
+    var known = seen();
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    template.content.querySelectorAll("[data-live-part]").forEach(function (part) {
+      var name = part.getAttribute("data-live-part");
+      var current = document.querySelector('[data-live-part="' + name + '"]');
+      if (!current) { return; }
+      part.querySelectorAll("[data-id]").forEach(function (element) {
+        if (!known[element.getAttribute("data-id")]) { element.classList.add("fresh"); }
+      });
+      current.replaceWith(document.importNode(part, true));
+    });
+  }
+
+  function refresh() {
+    if (pending) { again = true; return; }
+    pending = true;
+    fetch(partsUrl, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) {
+        if (response.redirected || !response.ok) { throw new Error("status " + response.status); }
+        return response.text();
+      })
+      .then(swap)
+      .catch(function () { say("Live updates paused: reload the page."); })
+      .then(function () {
+        pending = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  var source = new EventSource(main.getAttribute("data-live-stream"));
+  source.addEventListener("open", function () { say("Live: changes appear as they happen."); });
   source.addEventListener("change", refresh);
   source.addEventListener("error", function () { say("Live updates reconnecting…"); });
 })();
