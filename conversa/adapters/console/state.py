@@ -18,6 +18,7 @@ from conversa.adapters.console.session import SessionCookies
 from conversa.adapters.http.auth import TOKEN_CACHE_SECONDS
 from conversa.adapters.http.state import http_state
 from conversa.app.service import ConversaService
+from conversa.app.settings import Settings
 
 PREFIX = "/conversa/console"
 
@@ -53,7 +54,7 @@ class ConsoleState:
     @classmethod
     def build(cls, service: ConversaService) -> ConsoleState:
         settings = service.settings
-        secure = (settings.webhook_base_url or "").startswith("https://")
+        secure = cookies_are_secure(settings)
         return cls(
             service=service,
             cookies=SessionCookies(
@@ -62,6 +63,12 @@ class ConsoleState:
             templates=template_environment(),
             tokens=TokenGate(service),
         )
+
+
+def cookies_are_secure(settings: Settings) -> bool:
+    """Session cookies are ``Secure`` when the public URL (``CONVERSA_WEBHOOK_BASE_URL``)
+    is https: the browser then sends them over https only."""
+    return (settings.webhook_base_url or "").lower().startswith("https://")
 
 
 def template_environment() -> Environment:

@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conversa.adapters.console.session import COOKIE_NAME, Session, SessionCookies
+from conversa.adapters.console.state import cookies_are_secure
+from conversa.app.settings import Settings
 
 KEY = b"k" * 32
 
@@ -63,3 +65,15 @@ def test_a_session_older_than_its_minutes_is_over() -> None:
     assert cookies.load(request_with(old.dumps(data))) is None
     recent = URLSafeTimedSerializer(KEY, salt="conversa.console.session")
     assert cookies.load(request_with(recent.dumps(data))) is not None
+
+
+def test_cookies_are_secure_when_the_public_url_is_https() -> None:
+    def settings(url: str | None) -> Settings:
+        environ = {"CONVERSA_DATABASE_URL": "sqlite:///x.sqlite3"}
+        if url:
+            environ["CONVERSA_WEBHOOK_BASE_URL"] = url
+        return Settings.from_environ(environ)
+
+    assert cookies_are_secure(settings("https://hooks.example.com"))
+    assert not cookies_are_secure(settings("http://hooks.example.com"))
+    assert not cookies_are_secure(settings(None))
