@@ -34,7 +34,10 @@ async def home(_request: Request) -> Response:
 async def sign_in_form(request: Request) -> Response:
     state = console_state(request)
     session = state.cookies.load(request)
-    if session is None or session.signed_in:
+    if session is not None and session.token_id is not None:
+        # Signed in already (a revoked token's session is cleared where it is noticed).
+        return RedirectResponse(_next(request), status_code=303)
+    if session is None:
         session = Session.anonymous()
     reason = REASONS.get(request.query_params.get("reason", ""))
     response = _form(request, session, notice=reason)
