@@ -5,6 +5,7 @@ cross-site posts refused, no framing, no script injection, and keyboard-only use
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -94,6 +95,18 @@ def test_revoking_the_token_ends_its_sessions_within_five_seconds(console: Conso
     name = f"revoked-{uuid.uuid4().hex[:6]}"
     with signed_in_client(console, console.create_token(name, console=True)) as client:
         assert client.get("/messages").status_code == 200
+        stream_ended = threading.Event()
+        frames: list[str] = []
+
+        def follow_live_stream() -> None:
+            with client.stream("GET", "/live", timeout=30) as live:
+                assert live.status_code == 200
+                frames.extend(live.iter_lines())
+            stream_ended.set()
+
+        follower = threading.Thread(target=follow_live_stream)
+        follower.start()
+        time.sleep(0.5)
         console.revoke(name)
         revoked_at = time.monotonic()
         while (answer := client.get("/messages")).status_code == 200:
@@ -102,6 +115,10 @@ def test_revoking_the_token_ends_its_sessions_within_five_seconds(console: Conso
         assert answer.status_code == 303
         assert "/conversa/console/sign-in" in answer.headers["location"]
         assert "reason=revoked" in answer.headers["location"]
+        # The open live stream ends too.
+        assert stream_ended.wait(7.5 - (time.monotonic() - revoked_at)), frames
+        follower.join()
+        assert ": the token was revoked" in frames
 
 
 def test_a_post_without_the_sessions_csrf_token_is_refused(console: Console) -> None:
