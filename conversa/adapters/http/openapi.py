@@ -149,8 +149,8 @@ SCHEMAS: dict[str, Any] = {
     "BatchItem": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["channel", "to"],
-        "description": "A single send's body, and its idempotency key.",
+        "description": "A single send's body, and its idempotency key. channel and to are "
+        "required, except on a reply (reply_to).",
         "properties": {
             "channel": {"type": "string", "enum": CHANNELS},
             "to": {"type": "string", "description": "E.164, e.g. +15551234567"},
@@ -158,6 +158,11 @@ SCHEMAS: dict[str, Any] = {
             "template": _ref("Template"),
             "from": {"type": "string", "minLength": 1, "maxLength": 64},
             "meta": {"type": "object"},
+            "reply_to": {
+                "type": "string",
+                "format": "uuid",
+                "description": "The id of an inbound message, as on a single send",
+            },
             "idempotency_key": {
                 "type": "string",
                 "minLength": 1,
