@@ -108,7 +108,7 @@ def sent_from(value: str | None) -> str | None:
     if not text:
         return None
     digits = text.removeprefix("+")
-    if digits.isascii() and digits.isdigit():
+    if text.startswith("+") or (digits.isascii() and digits.isdigit()):
         try:
             return PhoneNumber.parse("+" + digits, field="from").e164
         except InvalidPhoneNumber:

@@ -85,7 +85,9 @@ class DisplayNumber:
             return None
         try:
             # Meta writes it for people ("+1 555-555-5555"); webhooks carry its digits.
-            return PhoneNumber.parse(display, field="display_phone_number").e164
+            text = display.strip()
+            text = text if text.startswith("+") else "+" + text
+            return PhoneNumber.parse(text, field="display_phone_number").e164
         except InvalidPhoneNumber:
             log.warning("the display number the Graph API answered is not a phone number")
             return None
