@@ -35,6 +35,7 @@ from tests.fakes.providers import (
     FakeProvider,
     FakeTwilio,
     FakeWhatsAppCloud,
+    meta_error,
 )
 from tests.integration.adapters.http.conftest import (
     APP_SECRET,
@@ -425,3 +426,70 @@ def test_a_send_without_from_and_the_answers_are_one_conversation(
                 service.projector().rebuild()
             assert service.view.all_conversations() == before
             assert service.view.all_rows() == rows
+
+
+def test_a_queued_send_without_from_moves_to_its_conversation_once_sent(
+    backend_url: str,
+) -> None:
+    route = ROUTES[0]  # Twilio SMS
+    with route.fake() as fake:
+        settings = route.settings(backend_url, fake)
+        migrate(settings)
+        with bootstrap(settings) as service, running_api(service) as api:
+            queued = api.post(
+                "/conversa/messages",
+                json={"channel": "sms", "to": CONTACT, "body": "Your code is 8351"},
+                headers={**api.auth, "Prefer": "respond-async"},
+            )
+            assert queued.status_code == 202, queued.text
+            message = queued.json()
+            # Not sent yet: no number known, so the conversation has no business number.
+            unknown = str(conversation_id_for("sms", None, CONTACT))
+            assert (message["from"], message["conversation_id"]) == (None, unknown)
+            project(api)
+            [waiting] = api.get("/conversa/conversations", headers=api.auth).json()["data"]
+            assert (waiting["id"], waiting["business_number"]) == (unknown, None)
+            with service.running():
+                pass  # leaving waits until the dispatcher has sent what was queued
+            project(api)
+            expected = str(conversation_id_for("sms", BUSINESS, CONTACT))
+            shown = api.get(f"/conversa/messages/{message['id']}", headers=api.auth).json()
+            assert (shown["status"], shown["from"]) == ("sent", BUSINESS)
+            assert shown["conversation_id"] == expected
+            assert route.answer(api, "SM-moved-answer", "Thanks").status_code == 200
+            project(api)
+            # Moved, counted once; the conversation it left has no message, so it goes.
+            listed = api.get("/conversa/conversations", headers=api.auth).json()
+            assert [
+                (c["id"], c["business_number"], c["outbound_count"], c["inbound_count"])
+                for c in listed["data"]
+            ] == [(expected, BUSINESS, 1, 1)]
+            [row] = api.get("/conversa/messages?direction=outbound", headers=api.auth).json()[
+                "data"
+            ]
+            assert (row["from"], row["conversation_id"]) == (BUSINESS, expected)
+            before = service.view.all_conversations()
+            with service.backend.projection_lock() as acquired:
+                assert acquired
+                service.projector().rebuild()
+            assert service.view.all_conversations() == before
+
+
+def test_a_failed_display_number_lookup_does_not_fail_the_send(backend_url: str) -> None:
+    route = ROUTES[2]  # Meta
+    with route.fake() as fake:
+        assert isinstance(fake, FakeWhatsAppCloud)
+        fake.lookup_reply = meta_error(190, "Error validating access token", status=401)
+        settings = route.settings(backend_url, fake)
+        migrate(settings)
+        with bootstrap(settings) as service, running_api(service) as api:
+            sent = api.post(
+                "/conversa/messages",
+                json={"channel": "whatsapp", "to": CONTACT, "body": "Hello"},
+                headers=api.auth,
+            )
+            assert sent.status_code == 201, sent.text
+            message = sent.json()
+            assert (message["status"], message["from"]) == ("sent", None)
+            assert message["conversation_id"] == str(conversation_id_for("whatsapp", None, CONTACT))
+            assert len(fake.lookups) == 1
