@@ -238,7 +238,11 @@ SCHEMAS: dict[str, Any] = {
             "direction": {"type": "string", "enum": DIRECTIONS},
             "channel": {"type": "string", "enum": CHANNELS},
             "to": {"type": "string", "description": "Inbound: our number"},
-            "from": {**NULLABLE_STRING, "description": "Inbound: the contact"},
+            "from": {
+                **NULLABLE_STRING,
+                "description": "Inbound: the contact. Outbound: the request's from, else the "
+                "number the driver sent from (null until it is sent)",
+            },
             "driver": {"type": "string"},
             "status": {"type": "string", "enum": STATUSES},
             "body": {"type": "string", "description": "Absent when bodies are not stored"},

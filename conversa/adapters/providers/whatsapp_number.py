@@ -22,8 +22,8 @@ class DisplayNumber:
     ``metadata.display_phone_number`` (the ``to`` of inbound messages), while a send names
     only the phone number id. Looked up once with ``GET /{version}/{phone-number-id}
     ?fields=display_phone_number`` and kept for the driver's life; a failed lookup is
-    tried again after :data:`RETRY_SECONDS`, and never fails a send (its message then has
-    no business number until a send that knows it: see the README).
+    tried again after :data:`RETRY_SECONDS`, and never fails a send (that message then
+    names no sender, and stays in the conversation without a business number).
 
     Why the Graph API rather than the webhooks' ``metadata``: the lookup works in
     whichever process sends (a worker never sees a webhook), from the first send on (a
