@@ -31,6 +31,7 @@ from conversa.app.send_options import TERMS_OPTIONS, SendingTerms
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content, parse_content
 from conversa.domain.errors import ConversaError, IdempotencyKeyMismatch, InvalidRequest
+from conversa.domain.inbound import InboundMessage
 from conversa.domain.message import ATTEMPT_BY_DISPATCHER, Message, message_id_for
 from conversa.domain.phone import PhoneNumber
 
@@ -56,6 +57,7 @@ ITEM_FIELDS = frozenset(
         "meta",
         "idempotency_key",
         "fallback",
+        "reply_to",
         *TERMS_OPTIONS,
     }
 )
@@ -85,6 +87,14 @@ class _Prepared:
     content: Content
     #: The index of an earlier item of the same batch with the same key (a duplicate).
     same_as: int | None = None
+
+
+def quote_of(reply: InboundMessage | None) -> str | None:
+    """What a reply quotes: Meta's id of the message it answers (``context.message_id``);
+    another provider's id means nothing to the driver that sends it."""
+    if reply is not None and reply.provider == "whatsapp_cloud":
+        return reply.provider_message_id
+    return None
 
 
 class Acceptor:
@@ -138,12 +148,24 @@ class Acceptor:
                 options = _check_options(
                     {
                         k: item[k]
-                        for k in ("idempotency_key", "from", "meta", "fallback", *TERMS_OPTIONS)
+                        for k in (
+                            "idempotency_key",
+                            "from",
+                            "meta",
+                            "fallback",
+                            "reply_to",
+                            *TERMS_OPTIONS,
+                        )
                         if k in item
                     }
                 )
-                channel = Channel.parse(item.get("channel"))
-                recipient = PhoneNumber.parse(item.get("to"))
+                # A reply: its channel, recipient and sender are the inbound message's.
+                raw_channel, raw_to = item.get("channel"), item.get("to")
+                reply = service._reply_to(options.get("reply_to"))
+                if reply is not None:
+                    raw_channel, raw_to = service._reply_route(reply, raw_channel, raw_to, options)
+                channel = Channel.parse(raw_channel)
+                recipient = PhoneNumber.parse(raw_to)
                 content = parse_content(
                     {"body": item.get("body"), "template": item.get("template")}, channel
                 )
@@ -182,8 +204,8 @@ class Acceptor:
                 next_attempt_at=lease_until,
                 nonce=uuid4().hex,
                 attempt_by=ATTEMPT_BY_DISPATCHER,
-                reply_to=None,
-                quote=None,
+                reply_to=None if reply is None else reply.id,
+                quote=quote_of(reply),
                 category=terms.category.value,
                 consent_override=terms.consent_override,
                 scheduled_at=terms.scheduled_at,

@@ -202,7 +202,11 @@ class Dispatcher:
             return []  # a report got there first; what the provider said stands
         if result.ok and result.provider_message_id is not None:
             message.record_accepted(
-                result.provider_message_id, result.response, parts=result.parts, driver=driver
+                result.provider_message_id,
+                result.response,
+                parts=result.parts,
+                driver=driver,
+                sender=result.sender,
             )
             index = link_sent(self.app, message, driver, assume_new=new_index) if link else None
             return [index] if index is not None else []

@@ -36,6 +36,8 @@ def describe(event: Message.Event) -> dict[str, Any]:
     elif isinstance(event, Message.Sent):
         entry.update(provider_message_id=event.provider_message_id or None, source=event.source)
         _driver(entry, event.driver)
+        if event.sender is not None:  # the number the driver sent from
+            entry["from"] = event.sender
     elif isinstance(event, Message.FallbackRequested):
         entry.update(channel=event.channel, due_at=rfc3339(event.due_at))
     elif isinstance(event, Message.FellBack):

@@ -49,12 +49,17 @@ class DriverError:
 class DriverResult:
     """``parts``: when the provider split the message into several parts with an id each
     (a long SMS on Vonage), every part's id in order, the first being
-    ``provider_message_id``; the message counts as delivered once each part is."""
+    ``provider_message_id``; the message counts as delivered once each part is.
+
+    ``sender``: on success, the number the driver sent from (our business number in E.164,
+    without ``whatsapp:``; an alphanumeric sender id as it is), or None when it cannot
+    tell. A message queued without a ``from`` takes its conversation from it."""
 
     provider_message_id: str | None = None
     response: Mapping[str, Any] | None = None
     error: DriverError | None = None
     parts: tuple[str, ...] = ()
+    sender: str | None = None
 
     @property
     def ok(self) -> bool:

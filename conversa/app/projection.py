@@ -220,6 +220,12 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
             # A failover list's member that sent it, rather than the list's first.
             driver = fields.get("driver") or driver
             status = _MERGE[status, "sent"]
+            if sender is None and (sent_from := fields.get("sender")) is not None:
+                # Queued without a ``from``: the number the driver sent from (the first
+                # one told, as the aggregate keeps it) makes its ``from`` and its
+                # conversation, the one the contact's answers belong to.
+                sender = sent_from
+                conversation_id = conversation_id_for(channel, business_number(sender), to)
         elif kind == "delivered":
             status = _MERGE[status, "delivered"]
         elif kind == "read":
@@ -322,8 +328,9 @@ class RowChanges:
     removed: list[UUID] = field(default_factory=list)
     #: How each counter (:func:`count_key`) changes; no zero entries.
     counts: dict[tuple[str, ...], int] = field(default_factory=dict)
-    #: The conversations whose rows came or went: the view computes them again from
-    #: their rows (updates change no conversation).
+    #: The conversations whose rows came, went or moved (a message queued without a
+    #: ``from`` moves once its driver says which number it sent from): the view computes
+    #: them again from their rows. Other updates change no conversation.
     conversations: set[UUID] = field(default_factory=set)
 
     def __bool__(self) -> bool:

@@ -193,6 +193,12 @@ class Projector:
                         changes.conversations.add(old.conversation_id)
                 else:
                     changes.updated.append(new)
+                    if new.conversation_id != old.conversation_id:
+                        # Moved to the conversation of the number it was sent from: both
+                        # are computed again, so it is counted in the new one only.
+                        for moved in (old.conversation_id, new.conversation_id):
+                            if moved is not None:
+                                changes.conversations.add(moved)
             elif new is not None:
                 changes.created.append(new)
                 if new.conversation_id is not None:

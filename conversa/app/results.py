@@ -26,6 +26,14 @@ def public_media(item: dict[str, Any]) -> dict[str, Any]:
     return {k: item[k] for k in PUBLIC_MEDIA_FIELDS if k in item}
 
 
+def sender_of(message: Message) -> str | None:
+    """An outbound message's ``from``: the one it was queued with, else the number its
+    driver reported sending from (None until then, or when the driver cannot tell). The
+    projection's fold applies the same rule to the read model's rows."""
+    sent_from: str | None = getattr(message, "sent_from", None)
+    return message.sender or sent_from
+
+
 @dataclass(frozen=True, slots=True)
 class MessageState:
     """One message as the API shows it (from the aggregate, or from a read-model row)."""
@@ -60,11 +68,12 @@ class MessageState:
     @classmethod
     def of(cls, message: Message) -> MessageState:
         content = message.content
+        sender = sender_of(message)
         return cls(
             id=message.id,
             channel=message.channel.value,
             to=message.to.e164,
-            sender=message.sender,
+            sender=sender,
             driver=message.driver,
             status=message.status.value,
             body=content.text if isinstance(content, Body) else None,
@@ -83,7 +92,7 @@ class MessageState:
             fallback_message_id=message.fallback_message_id,
             fallback_of=message.fallback_of,
             conversation_id=conversation_id_for(
-                message.channel.value, business_number(message.sender), message.to.e164
+                message.channel.value, business_number(sender), message.to.e164
             ),
             reply_to=message.reply_to,
             category=message.category.value,

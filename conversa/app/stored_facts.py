@@ -107,6 +107,7 @@ class StoredFactsReader:
                 fields = {
                     "provider_message_id": _text(data["provider_message_id"]),
                     "source": _text(data["source"]),
+                    "sender": _text(data["sender"]),
                 }
             elif kind == "queued":
                 fields = self._queued(data)

@@ -123,18 +123,28 @@ class Message(Aggregate):
 
     class Sent(Aggregate.Event):
         """Version 2 added ``driver``: the one that made the attempt (None for a ``sent``
-        that a provider's report recorded first)."""
+        that a provider's report recorded first).
+
+        Version 3 added ``sender``: the number the driver sent from (our business number,
+        E.164, without ``whatsapp:``), when it knows it; None on a provider's report. A
+        message queued without a ``from`` gets its business number, and so its
+        conversation, from here."""
 
         provider_message_id: str
         response: dict[str, Any] | None
         source: str
         driver: str | None
+        sender: str | None = None
 
-        class_version = 2
+        class_version = 3
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["driver"] = None  # recorded before events named their driver
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["sender"] = None  # recorded before drivers said which number they used
 
     class PartsAccepted(Aggregate.Event):
         """The provider split the message into these parts, each with its own id (the
@@ -266,10 +276,13 @@ class Message(Aggregate):
         *,
         parts: tuple[str, ...] = (),
         driver: str | None = None,
+        sender: str | None = None,
     ) -> None:
         """The driver handed the message to its provider (one attempt, succeeded).
-        ``parts``: the ids of the parts the provider split it into, when it says."""
-        self._sent(provider_message_id, dict(response) if response else None, "driver", driver)
+        ``parts``: the ids of the parts the provider split it into, when it says;
+        ``sender``: the number it sent from, when it knows."""
+        response_copy = dict(response) if response else None
+        self._sent(provider_message_id, response_copy, "driver", driver, sender)
         if len(parts) > 1:
             self._parts_accepted(list(parts))
         if parts and self.delivered_parts.issuperset(parts) and self.status is Status.SENT:
@@ -368,7 +381,9 @@ class Message(Aggregate):
             self._part_delivered(part)
             return True
         if status is Status.SENT:
-            self._sent(provider_message_id or self.provider_message_id or "", None, source, None)
+            self._sent(
+                provider_message_id or self.provider_message_id or "", None, source, None, None
+            )
         elif status is Status.DELIVERED:
             self._delivered(source)
         elif status is Status.READ:
@@ -406,10 +421,16 @@ class Message(Aggregate):
         response: dict[str, Any] | None,
         source: str,
         driver: str | None,
+        sender: str | None = None,
     ) -> None:
         if driver is not None:
             self.driver = driver
             self.last_driver = driver
+        if sender is not None and getattr(self, "sent_from", None) is None:
+            #: The number the driver sent from (the first one told): the business number
+            #: of a message queued without a ``from``. Absent until then: read it with
+            #: ``getattr(message, "sent_from", None)``.
+            self.sent_from: str | None = sender
         if provider_message_id:
             self.provider_message_id = provider_message_id
         if response is not None:

@@ -502,23 +502,66 @@ META_ERRORS: dict[int, tuple[str, str | None]] = {
 }
 
 
+#: How Graph writes our number (tests.fakes.inbound.BUSINESS) as ``display_phone_number``
+#: of the phone number node: for people, as in the spec's examples.
+WHATSAPP_DISPLAY_NUMBER = "+1 555-000-1111"
+
+
 class FakeWhatsAppCloud(FakeProvider):
     """``POST /{version}/{phone-number-id}/messages`` with a bearer token and a JSON body.
-    ``sent`` holds the request bodies accepted."""
+    ``sent`` holds the request bodies accepted.
+
+    ``GET /{version}/{phone-number-id}`` (the phone number node, ``getPhoneNumberById``)
+    answers the number's fields; these reads are kept in ``lookups``, apart from
+    ``requests`` and from the scripted answers, which are about sending. ``lookup_reply``
+    overrides the answer."""
 
     def __init__(
         self,
         phone_id: str = WHATSAPP_PHONE_ID,
         token: str = WHATSAPP_TOKEN,
         version: str = WHATSAPP_VERSION,
+        display_number: str = WHATSAPP_DISPLAY_NUMBER,
     ) -> None:
         super().__init__()
         self.phone_id = phone_id
         self.token = token
         self.version = version
+        self.display_number = display_number
+        self.lookups: list[Received] = []
+        self.lookup_reply: Answer | None = None
 
     def messages_path(self) -> str:
         return f"/{self.version}/{self.phone_id}/messages"
+
+    def _record_and_choose(self, received: Received) -> Answer:
+        if received.method == "GET" and received.path == f"/{self.version}/{self.phone_id}":
+            with self._lock:
+                self.lookups.append(received)
+                reply = self.lookup_reply
+            return reply if reply is not None else self.phone_number(received)
+        return super()._record_and_choose(received)
+
+    def phone_number(self, received: Received) -> Answer:
+        """The node's fields: those asked for in ``fields`` (Graph adds ``id``), else
+        the defaults (id, display_phone_number, verified_name, quality_rating)."""
+        if received.bearer != self.token:
+            return meta_error(
+                190, "Invalid OAuth access token - Cannot parse access token", status=401
+            )
+        node = {
+            "id": self.phone_id,
+            "display_phone_number": self.display_number,
+            "verified_name": "Jaspers Market",
+            "quality_rating": "GREEN",
+        }
+        asked = [f for v in received.query.get("fields", []) for f in v.split(",") if f]
+        if asked:
+            unknown = [f for f in asked if f not in node]
+            if unknown:
+                return meta_error(100, f"(#100) Tried accessing nonexisting field ({unknown[0]})")
+            node = {k: v for k, v in node.items() if k == "id" or k in asked}
+        return Answer.json(200, node)
 
     def handle(self, received: Received) -> Answer:
         if received.bearer != self.token:

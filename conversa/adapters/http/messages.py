@@ -61,8 +61,6 @@ async def send_message(request: Request) -> JsonResponse:
     check_consent_permission(context.token, [document])
     state = http_state(request)
     if prefers_async(request):
-        if document.get("reply_to") is not None:
-            raise invalid("reply_to", "a reply is sent synchronously (without respond-async)")
         return await _queue_message(request, context, document, payload, opts)
     result = await state.provider_pool.run(
         context.service.send,

@@ -179,8 +179,8 @@ SCHEMAS: dict[str, Any] = {
     "BatchItem": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["channel", "to"],
-        "description": "A single send's body, and its idempotency key.",
+        "description": "A single send's body, and its idempotency key. channel and to are "
+        "required, except on a reply (reply_to).",
         "properties": {
             "channel": {"type": "string", "enum": CHANNELS},
             "to": {"type": "string", "description": "E.164, e.g. +15551234567"},
@@ -189,6 +189,11 @@ SCHEMAS: dict[str, Any] = {
             "from": {"type": "string", "minLength": 1, "maxLength": 64},
             "meta": {"type": "object"},
             **SENDING_TERMS,
+            "reply_to": {
+                "type": "string",
+                "format": "uuid",
+                "description": "The id of an inbound message, as on a single send",
+            },
             "idempotency_key": {
                 "type": "string",
                 "minLength": 1,
@@ -264,7 +269,11 @@ SCHEMAS: dict[str, Any] = {
             "direction": {"type": "string", "enum": DIRECTIONS},
             "channel": {"type": "string", "enum": CHANNELS},
             "to": {"type": "string", "description": "Inbound: our number"},
-            "from": {**NULLABLE_STRING, "description": "Inbound: the contact"},
+            "from": {
+                **NULLABLE_STRING,
+                "description": "Inbound: the contact. Outbound: the request's from, else the "
+                "number the driver sent from (null until it is sent)",
+            },
             "driver": {"type": "string"},
             "status": {"type": "string", "enum": STATUSES},
             "body": {"type": "string", "description": "Absent when bodies are not stored"},

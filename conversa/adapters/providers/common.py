@@ -26,8 +26,11 @@ from collections.abc import Iterable
 import httpx
 
 from conversa.app.ports import DriverError
+from conversa.domain.errors import InvalidPhoneNumber
 from conversa.domain.phone import PhoneNumber
 
+#: The prefix of Twilio's WhatsApp addresses.
+WHATSAPP_ADDRESS = "whatsapp:"
 #: Longest provider message kept in a DriverError (they are one or two sentences).
 MAX_ERROR_MESSAGE = 500
 
@@ -91,6 +94,25 @@ def scrub(text: str, *, recipient: PhoneNumber, secrets: Iterable[str | None] = 
     text = " ".join(_NUMBERISH.sub(hide, text).split())
     if len(text) > MAX_ERROR_MESSAGE:
         text = text[: MAX_ERROR_MESSAGE - 1] + "…"
+    return text
+
+
+def sent_from(value: str | None) -> str | None:
+    """The sender a driver used, as :attr:`DriverResult.sender` reports it: a phone number
+    in E.164 (``whatsapp:`` dropped; Vonage's ``15550001111`` gets its ``+``), so that it
+    names the same conversation as the contact's answers, whose ``to`` is in E.164; an
+    alphanumeric sender id or a short code as it is; None for nothing."""
+    if value is None:
+        return None
+    text = value.removeprefix(WHATSAPP_ADDRESS).strip()
+    if not text:
+        return None
+    digits = text.removeprefix("+")
+    if text.startswith("+") or (digits.isascii() and digits.isdigit()):
+        try:
+            return PhoneNumber.parse("+" + digits, field="from").e164
+        except InvalidPhoneNumber:
+            return text  # a short code
     return text
 
 

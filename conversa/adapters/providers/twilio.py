@@ -31,6 +31,7 @@ from conversa.adapters.providers.common import (
     json_body,
     positive_int,
     scrub,
+    sent_from,
     transport_error,
 )
 from conversa.adapters.providers.templates import TemplateCatalog, UnknownTemplate
@@ -188,7 +189,11 @@ class TwilioDriver:
         if response.is_success:
             sid = payload.get("sid") if isinstance(payload, dict) else None
             if isinstance(payload, dict) and isinstance(sid, str) and sid:
-                return DriverResult(provider_message_id=sid, response=self.stored_response(payload))
+                return DriverResult(
+                    provider_message_id=sid,
+                    response=self.stored_response(payload),
+                    sender=self.sender_used(form, payload),
+                )
             return self._failed(
                 message,
                 DriverError(
@@ -242,6 +247,16 @@ class TwilioDriver:
         return form
 
     # The answer
+
+    @staticmethod
+    def sender_used(form: Mapping[str, str], payload: Mapping[str, Any]) -> str | None:
+        """The number the message went out from: the answer's ``from`` (the one Twilio
+        picked, for a Messaging Service), else the ``From`` we sent; None when a
+        Messaging Service has not picked one yet."""
+        answered = payload.get("from")
+        if isinstance(answered, str) and answered.strip():
+            return sent_from(answered)
+        return sent_from(form.get("From"))
 
     def stored_response(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """What is kept of a success answer (``CONVERSA_REDACT_PROVIDER_RESPONSE``)."""

@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from conversa.adapters.providers.common import json_body, positive_int, scrub, transport_error
 from conversa.adapters.providers.templates import TemplateCatalog, UnknownTemplate
+from conversa.adapters.providers.whatsapp_number import DisplayNumber
 from conversa.app.ports import DriverError, DriverResult, OutboundMessage
 from conversa.app.settings import Settings
 from conversa.domain.channel import Channel
@@ -54,6 +55,9 @@ class WhatsAppCloudConfig:
     api_base: str = "https://graph.facebook.com"
     api_version: str = "v23.0"
     redact_response: bool = True
+    #: Look up the phone number id's display number (see :class:`DisplayNumber`), so that
+    #: a send says which number it went out from. Off for a driver built by hand.
+    look_up_sender: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WhatsAppCloudConfig:
@@ -63,6 +67,7 @@ class WhatsAppCloudConfig:
             api_base=settings.whatsapp_api_base,
             api_version=settings.whatsapp_api_version,
             redact_response=settings.redact_provider_response,
+            look_up_sender=True,
         )
 
 
@@ -75,6 +80,11 @@ class WhatsAppCloudDriver:
         self.config = config
         self.client = client
         self.templates = templates
+        self.display_number = (
+            DisplayNumber(self.phone_number_url(), config.token, client)
+            if config.look_up_sender
+            else None
+        )
 
     def unavailable_reason(self, channel: Channel) -> str | None:
         if channel != Channel.WHATSAPP:
@@ -122,7 +132,11 @@ class WhatsAppCloudDriver:
             wamid = _first_message_id(payload)
             if wamid is not None and isinstance(payload, dict):
                 return DriverResult(
-                    provider_message_id=wamid, response=self.stored_response(payload)
+                    provider_message_id=wamid,
+                    response=self.stored_response(payload),
+                    # Looked up after the send, so a slow or failing lookup never holds
+                    # up or fails one: only the first send of a driver waits for it.
+                    sender=None if self.display_number is None else self.display_number.get(),
                 )
             return self._failed(
                 message,
@@ -137,9 +151,12 @@ class WhatsAppCloudDriver:
 
     # The request
 
-    def messages_url(self) -> str:
+    def phone_number_url(self) -> str:
         phone_id = quote(self.config.phone_id or "", safe="")
-        return f"{self.config.api_base}/{self.config.api_version}/{phone_id}/messages"
+        return f"{self.config.api_base}/{self.config.api_version}/{phone_id}"
+
+    def messages_url(self) -> str:
+        return f"{self.phone_number_url()}/messages"
 
     def payload(self, message: OutboundMessage) -> dict[str, Any]:
         """The JSON body for ``message``. ``to`` is the E.164 number with its ``+``, as in

@@ -67,6 +67,10 @@ MUTABLE = (
     "updated_at",
     "version",
     "next_attempt_at",
+    # A message queued without a ``from``: the number its driver sent from, and with it
+    # the conversation it belongs to, come with its Sent.
+    "sender",
+    "conversation_id",
 )
 
 

@@ -4,6 +4,7 @@ servers' answers validated against the same documents, so the fakes stay faithfu
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -339,3 +340,42 @@ def test_the_fake_meta_answers_as_documented(meta: FakeWhatsAppCloud, client: ht
 
 def _json(raw: bytes) -> object:
     return httpx.Response(200, content=raw).json()
+
+
+META_PHONE_NUMBER = "/{Version}/{Phone-Number-ID}"
+
+
+def test_the_display_number_lookup_and_the_fakes_answer_conform(client: httpx.Client) -> None:
+    """The whatsapp_cloud driver's read of its phone number node (getPhoneNumberById), as
+    the fake receives it, and the fake's answer, against Meta's document."""
+    document = specs.load(specs.META_SPEC)
+    parameters = specs.operation_parameters(document, META_PHONE_NUMBER, "get")
+    answer = specs.operation(document, META_PHONE_NUMBER, "get")["responses"]["200"]
+    schema = specs.flatten(answer["content"]["application/json"]["schema"], document)
+    with FakeWhatsAppCloud() as meta:
+        config = WhatsAppCloudConfig(
+            phone_id=WHATSAPP_PHONE_ID,
+            token=SecretStr(WHATSAPP_TOKEN),
+            api_base=meta.url,
+            look_up_sender=True,
+        )
+        result = WhatsAppCloudDriver(config, client, TEMPLATES).send(
+            outbound(Body("hi"), Channel.WHATSAPP)
+        )
+        assert result.ok and result.sender == "+15550001111"
+        [lookup] = meta.lookups
+        assert lookup.method == "GET" and lookup.bearer == WHATSAPP_TOKEN
+        values = specs.match_path(META_PHONE_NUMBER, lookup.path)
+        assert values is not None
+        for name, value in [*values.items(), *((k, v[0]) for k, v in lookup.query.items())]:
+            parameter_schema = specs.flatten(parameters[name]["schema"], document)
+            assert specs.errors(parameter_schema, value) == [], name
+        # The fake's answers: to this lookup, and with the default fields.
+        for fields in ("display_phone_number", None):
+            query = {"fields": [fields]} if fields else {}
+            received = Received("GET", lookup.path, query, lookup.headers, b"")
+            node = meta.phone_number(received)
+            assert node.status == 200
+            assert specs.errors(schema, json.loads(node.body)) == []
+        refused = meta.phone_number(Received("GET", lookup.path, {}, {}, b""))
+        assert refused.status == 401

@@ -179,3 +179,11 @@ def test_unknown_statuses_inbound_messages_and_malformed_reports() -> None:
     for bad in ([("status", "Success")], [("foo", "bar")]):
         with pytest.raises(MalformedWebhook):
             parse_delivery_report(bad)
+
+
+def test_the_result_names_the_sender_it_went_out_from() -> None:
+    driver, _ = driver_with(accepted)
+    assert driver.send(outbound()).sender == "CONVERSA"
+    # Without a sender, Africa's Talking picks its default, which we cannot name.
+    default, _ = driver_with(accepted, replace(CONFIG, sender=None))
+    assert default.send(outbound()).sender is None

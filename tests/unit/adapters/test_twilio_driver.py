@@ -534,3 +534,24 @@ def test_an_error_code_in_unusual_digits_is_not_a_crash() -> None:
 
     assert positive_int("21211") == 21211
     assert positive_int("²") is None  # a digit to str.isdigit, not to int()
+
+
+# The sender it used
+
+
+def test_the_result_names_the_number_the_message_went_out_from() -> None:
+    sms = driver_with(Recorder()).send(outbound())
+    assert sms.sender == SMS_FROM
+    # WhatsApp: the answer's "from" is an address; the sender is its number.
+    whatsapp_answer = {**CREATED, "from": "whatsapp:+15550001111"}
+    whatsapp = driver_with(Recorder(httpx.Response(201, json=whatsapp_answer)))
+    assert whatsapp.send(outbound(channel=Channel.WHATSAPP)).sender == "+15550001111"
+    # A Messaging Service: the number Twilio picked, when its answer says; else unknown.
+    service = replace(CONFIG, sms_from=MESSAGING_SERVICE)
+    picked = Recorder(httpx.Response(201, json={**CREATED, "from": "+15550002222"}))
+    assert driver_with(picked, service).send(outbound()).sender == "+15550002222"
+    unpicked = Recorder(httpx.Response(201, json={**CREATED, "from": None}))
+    assert driver_with(unpicked, service).send(outbound()).sender is None
+    # A refusal names none.
+    refused = Recorder(httpx.Response(400, json=twilio_body(21211, "Invalid 'To'", 400)))
+    assert driver_with(refused).send(outbound()).sender is None

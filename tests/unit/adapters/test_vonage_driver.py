@@ -195,3 +195,12 @@ def test_availability_and_templates() -> None:
     template = OutboundMessage(MESSAGE_ID, Channel.SMS, TO, None, Template("order_shipped", ()))
     with pytest.raises(InvalidRequest):
         driver.validate(template)
+
+
+def test_the_result_names_the_sender_it_went_out_from() -> None:
+    driver, _ = driver_answering(lambda _: parts("0"))
+    assert driver.send(outbound()).sender == "AcmeInc"  # an alphanumeric sender id
+    numbered, _ = driver_answering(lambda _: parts("0"), replace(CONFIG, sms_from="15550001111"))
+    assert numbered.send(outbound()).sender == "+15550001111"  # as inbound's "to" names it
+    refusing, _ = driver_answering(lambda _: parts("2", text="Missing to"))
+    assert refusing.send(outbound()).sender is None

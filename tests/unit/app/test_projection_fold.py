@@ -9,7 +9,9 @@ import pytest
 from eventsourcing.domain import DomainEventProtocol
 
 from conversa.app.projection import MessageRow, ProjectionOutOfSequence, apply_event
+from conversa.app.results import MessageState
 from conversa.domain.content import Content, Template
+from conversa.domain.inbound import conversation_id_for
 from conversa.domain.message import Message
 from conversa.domain.status import Status
 from tests.support import queued_message
@@ -157,3 +159,24 @@ def test_an_event_before_queued_is_refused() -> None:
     events = message.collect_events()
     with pytest.raises(ProjectionOutOfSequence):
         apply_event(None, events[1])
+
+
+def test_the_sender_a_driver_used_makes_the_from_and_conversation_of_one_queued_without() -> None:
+    business = "+15550001111"
+    unsent = queued_message(channel="whatsapp", to="+15557654321")
+    unsent.record_report(Status.SENT, provider_message_id="wamid.5")  # a report: no sender
+    unsent.record_accepted("wamid.5", None, sender=business)
+    unsent.record_accepted("wamid.5", None, sender="+15550002222")  # the first one told stays
+    own = queued_message(channel="whatsapp", to="+15557654321", sender="whatsapp:" + business)
+    own.record_accepted("wamid.6", None, sender="+15550002222")  # the message's own stays
+    for message, sender in ((unsent, business), (own, "whatsapp:" + business)):
+        events = message.collect_events()
+        queued = fold(events[:1])
+        row = fold(events)
+        state = MessageState.of(message)
+        assert row.sender == state.sender == sender
+        expected = conversation_id_for("whatsapp", business, "+15557654321")
+        assert row.conversation_id == state.conversation_id == expected
+        if message is unsent:
+            assert queued.sender is None
+            assert queued.conversation_id == conversation_id_for("whatsapp", None, "+15557654321")

@@ -35,7 +35,7 @@ def every_kind_of_event() -> list[Message]:
     body.claim_attempt(datetime.max.replace(tzinfo=UTC), NOW)  # not due: records nothing
     body.record_retry("busy", "later", NOW + timedelta(seconds=5))
     body.claim_attempt(NOW + timedelta(seconds=6), NOW + timedelta(seconds=66))
-    body.record_accepted("SM1", {"sid": "SM1"})
+    body.record_accepted("SM1", {"sid": "SM1"}, sender="+15550001111")
     body.record_report(Status.DELIVERED)
     body.record_report(Status.READ)
     body.record_report(Status.UNDELIVERED, error_code="30003", error_message="unreachable")
@@ -95,7 +95,7 @@ def needed(facts: EventFacts) -> set[str]:
         },
         "retried": {"code", "message", "next_attempt_at"},
         "attempt_started": {"lease_until"},
-        "sent": {"provider_message_id", "source"},
+        "sent": {"provider_message_id", "source", "sender"},
         "failed": {"code", "message", "status", "source"},
     }.get(facts.kind, set())
 
@@ -110,6 +110,22 @@ def test_an_older_class_version_is_upcast_by_the_mapper(app: ConversaApp) -> Non
     assert facts.fields["nonce"] is None  # the mapper's upcast ran
     expected = facts_of_event(app.mapper.to_domain_event(old))
     assert facts.fields["to"] == expected.fields["to"] == "+15551234567"
+
+
+def test_a_sent_of_version_2_has_no_sender(app: ConversaApp) -> None:
+    message = queued_message()
+    message.record_accepted("SM1", None, sender="+15550001111")
+    record = stored(app, message)[1]
+    state = orjson.loads(record.state)
+    assert (state["class_version"], state.pop("sender")) == (3, "+15550001111")
+    state["class_version"] = 2  # as Sent was stored before drivers named their sender
+    old = StoredEvent(record.originator_id, 2, record.topic, orjson.dumps(state))
+    facts = StoredFactsReader(app.mapper).facts(old.topic, old.originator_id, 2, old.state)
+    assert facts is not None
+    assert (facts.kind, facts.fields["sender"]) == ("sent", None)  # the upcast ran
+    event = app.mapper.to_domain_event(old)
+    assert isinstance(event, Message.Sent)
+    assert event.sender is None
 
 
 def test_other_aggregates_events_are_not_a_messages(app: ConversaApp) -> None:

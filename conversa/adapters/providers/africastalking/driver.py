@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import httpx
@@ -30,7 +30,13 @@ from conversa.adapters.providers.africastalking.errors import (
     STATUS_CODES,
     TRANSIENT_CODES,
 )
-from conversa.adapters.providers.common import json_body, positive_int, scrub, transport_error
+from conversa.adapters.providers.common import (
+    json_body,
+    positive_int,
+    scrub,
+    sent_from,
+    transport_error,
+)
 from conversa.app.ports import DriverError, DriverResult, OutboundMessage
 from conversa.app.settings import Settings
 from conversa.domain.channel import Channel
@@ -141,7 +147,8 @@ class AfricasTalkingDriver:
                     error.code, safe, transient=error.transient, reroutable=error.reroutable
                 ),
             )
-        return result
+        # The sender it went out from (the answer does not repeat it).
+        return replace(result, sender=sent_from(message.sender or self.config.sender))
 
     def form(self, message: OutboundMessage) -> dict[str, str]:
         assert isinstance(message.content, Body)

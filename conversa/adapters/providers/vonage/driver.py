@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import httpx
 from pydantic import SecretStr
 
-from conversa.adapters.providers.common import json_body, positive_int, scrub, transport_error
+from conversa.adapters.providers.common import (
+    json_body,
+    positive_int,
+    scrub,
+    sent_from,
+    transport_error,
+)
 from conversa.adapters.providers.vonage.errors import (
     ACCOUNT_STATUSES,
     TRANSIENT_STATUSES,
@@ -144,7 +150,8 @@ class VonageDriver:
                 reroutable=result.error.reroutable,
             )
             return self._failed(message, error)
-        return result
+        # The sender it went out from (the answer does not repeat it).
+        return replace(result, sender=sent_from(message.sender or self.config.sms_from))
 
     def form(self, message: OutboundMessage) -> dict[str, str]:
         assert isinstance(message.content, Body)

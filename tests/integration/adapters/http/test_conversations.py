@@ -159,6 +159,41 @@ def test_a_reply_must_name_an_inbound_message(api: Api) -> None:
         assert "reply_to" in response.json()["error"]["fields"]
 
 
+def test_a_reply_may_be_queued_or_batched(api: Api) -> None:
+    answer = meta_messages(meta_message("wamid.LATER", "text", {"body": "Any news?"}))
+    posted = api.post(
+        "/conversa/webhooks/whatsapp_cloud",
+        content=answer,
+        headers=meta_request(APP_SECRET, answer),
+    )
+    assert posted.status_code == 200, posted.text
+    project(api)
+    [received] = api.get("/conversa/messages?direction=inbound", headers=api.auth).json()["data"]
+    queued = api.post(
+        "/conversa/messages",
+        json={"reply_to": received["id"], "body": "Tomorrow"},
+        headers={**api.auth, "Prefer": "respond-async"},
+    )
+    assert queued.status_code == 202, queued.text
+    batch = api.post(
+        "/conversa/messages/batch",
+        json={"messages": [{"reply_to": received["id"], "body": "Or today"}]},
+        headers=api.auth,
+    )
+    assert batch.status_code == 202, batch.text
+    [item] = batch.json()["data"]
+    assert item["status"] == 201, item
+    for message in (queued.json(), item["message"]):
+        assert message["status"] == "queued"
+        assert (message["channel"], message["to"], message["from"]) == (
+            "whatsapp",
+            CONTACT,
+            BUSINESS,
+        )
+        assert message["reply_to"] == received["id"]
+        assert message["conversation_id"] == received["conversation_id"]
+
+
 def test_the_window_check_refuses_free_form_bodies_outside_the_window(backend_url: str) -> None:
     settings = make_settings(
         backend_url,
