@@ -20,7 +20,7 @@ version before it decide again (one extra read and save each).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -62,6 +62,17 @@ def conditions_of(decision: Decision | None) -> tuple[Unchanged, ...]:
 def refuse_for_consent(message: Message) -> None:
     """Fail ``message`` at once: its recipient opted out (no attempt, no provider call)."""
     message.record_attempt_failed(OPTED_OUT_CODE, OPTED_OUT_MESSAGE, source="consent")
+
+
+def refused_for_consent(
+    decide: Callable[[Message], Decision | None], message: Message
+) -> tuple[Unchanged, ...]:
+    """Decide on ``message`` (fail it when its recipient opted out); the conditions its
+    save must carry."""
+    decision = decide(message)
+    if decision is not None and decision.blocked:
+        refuse_for_consent(message)
+    return conditions_of(decision)
 
 
 def category_of(message: Message) -> str:

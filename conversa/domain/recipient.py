@@ -16,6 +16,7 @@ False): a provider's retry of a STOP, or an import run twice, leaves the history
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -217,7 +218,7 @@ class Recipient(Aggregate):
         self._apply(OPTED_IN, channel, scope)
 
 
-def history_of(events: list[Any]) -> list[ConsentChange]:
+def history_of(events: Iterable[Any]) -> list[ConsentChange]:
     """The consent changes among a recipient's stored events, oldest first."""
     changes = []
     for item in events:
