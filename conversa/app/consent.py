@@ -20,7 +20,7 @@ version before it decide again (one extra read and save each).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -29,10 +29,19 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
+from conversa.app.results import rfc3339
 from conversa.app.unchanged import Unchanged
 from conversa.app.writer import Writer
+from conversa.domain.errors import InvalidRequest
 from conversa.domain.message import Message
+from conversa.domain.phone import PhoneNumber
 from conversa.domain.recipient import (
+    ALL_CHANNELS,
+    CHANNELS,
+    OPTED_IN,
+    OPTED_OUT,
+    SCOPE_ALL,
+    SCOPES,
     TRANSACTIONAL,
     ConsentChange,
     Recipient,
@@ -95,6 +104,59 @@ class ConsentView:
     def table(self) -> dict[str, dict[str, str]]:
         return (self.recipient or Recipient.register(self.number)).as_table()
 
+    def as_dict(self) -> dict[str, Any]:
+        """The recipient resource of ``GET /conversa/recipients/{number}``."""
+        return {
+            "number": self.number,
+            "consent": self.table(),
+            "history": [change_as_dict(change) for change in self.history],
+        }
+
+
+def change_as_dict(change: ConsentChange) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "type": change.type,
+        "channel": change.channel,
+        "scope": change.scope,
+        "source": change.source,
+    }
+    if change.keyword is not None:
+        item["keyword"] = change.keyword
+    if change.code is not None:
+        item["code"] = change.code
+    if change.message_id is not None:
+        item["message_id"] = str(change.message_id)
+    if change.by is not None:
+        item["by"] = change.by
+    item["occurred_at"] = rfc3339(change.occurred_at)
+    return item
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRequest:
+    """A change asked for through the API or the command line, checked."""
+
+    status: str
+    channel: str
+    scope: str
+
+    @classmethod
+    def parse(cls, document: Mapping[str, object]) -> ConsentRequest:
+        unknown = sorted(set(document) - {"channel", "scope", "status"})
+        if unknown:
+            raise InvalidRequest(unknown[0], f"unknown field {unknown[0]}")
+        channel = document.get("channel")
+        if channel not in (*CHANNELS, ALL_CHANNELS):
+            raise InvalidRequest("channel", "channel must be one of sms, whatsapp, all")
+        scope = document.get("scope", SCOPE_ALL)
+        if scope not in SCOPES:
+            raise InvalidRequest("scope", "scope must be one of all, marketing")
+        status = document.get("status")
+        if status not in (OPTED_OUT, OPTED_IN):
+            raise InvalidRequest("status", "status must be one of opted_out, opted_in")
+        assert isinstance(channel, str) and isinstance(scope, str) and isinstance(status, str)
+        return cls(status, channel, scope)
+
 
 class ConsentLedger:
     def __init__(self, app: ConversaApp, writer: Writer) -> None:
@@ -144,6 +206,20 @@ class ConsentLedger:
             if recipient is not None:
                 found[number] = recipient
         return found
+
+    # The use cases of the API and the command line
+
+    def show(self, raw_number: object) -> ConsentView:
+        """The consent of a number given in any spelling (``InvalidRequest`` field
+        ``number`` when it is not a phone number)."""
+        return self.view(PhoneNumber.parse(raw_number, field="number").e164)
+
+    def request(
+        self, raw_number: object, change: ConsentRequest, source: str, *, by: str | None = None
+    ) -> ConsentView:
+        number = PhoneNumber.parse(raw_number, field="number").e164
+        self.change(number, change.status, change.channel, change.scope, source, by=by)
+        return self.view(number)
 
     # Changing
 
