@@ -37,7 +37,7 @@ def test_a_synchronous_send_to_an_opted_out_recipient_fails_without_a_provider_c
     assert refused.error is not None
     assert refused.error["code"] == "recipient_opted_out"
     assert driver.calls[str(refused.message_id)] == 0
-    state, events = service.message_history(refused.message_id)
+    _state, events = service.message_history(refused.message_id)
     assert [e["type"] for e in events] == ["queued", "failed"]
 
     other_channel = service.send("whatsapp", TO, {"body": "hello"})
