@@ -42,7 +42,6 @@ from conversa.domain.recipient import (
     OPTED_OUT,
     SCOPE_ALL,
     SCOPES,
-    TRANSACTIONAL,
     ConsentChange,
     Recipient,
     history_of,
@@ -85,12 +84,13 @@ def refused_for_consent(
 
 
 def category_of(message: Message) -> str:
-    category: str = getattr(message, "category", TRANSACTIONAL)
-    return category
+    return message.category.value
 
 
 def overridden(message: Message) -> bool:
-    return bool(getattr(message, "consent_override", False))
+    """Sent with ``"consent": "ignore"`` (a token allowed to override, or Conversa's own
+    confirmation reply to an opt-out keyword)."""
+    return message.consent_override
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,3 +78,21 @@ def test_async_and_batch_sends_are_refused_when_recorded_and_when_attempted(
     assert stored.status == "failed"
     assert stored.error is not None and stored.error["code"] == "recipient_opted_out"
     assert driver.calls[str(later.message_id)] == 0
+
+
+def test_a_marketing_opt_out_blocks_marketing_only_and_an_override_skips_the_check(
+    service: ConversaService, driver: CountingDriver
+) -> None:
+    service.consent.change(TO, "opted_out", "whatsapp", "marketing", "provider", code="131050")
+    promo = service.send("whatsapp", TO, {"body": "50% off"}, {"category": "marketing"})
+    assert promo.status == "failed"
+    assert driver.calls[str(promo.message_id)] == 0
+    receipt = service.send("whatsapp", TO, {"body": "your receipt"})
+    assert receipt.ok
+
+    service.consent.change(TO, "opted_out", "whatsapp", "all", "keyword", keyword="STOP")
+    notice = service.send("whatsapp", TO, {"body": "recall notice"}, {"consent": "ignore"})
+    assert notice.ok
+    assert driver.calls[str(notice.message_id)] == 1
+    blocked = service.queue("whatsapp", TO, {"body": "recall notice"})
+    assert blocked.status == "failed"
