@@ -41,6 +41,7 @@ from conversa.domain.recipient import (
     OPTED_IN,
     OPTED_OUT,
     SCOPE_ALL,
+    SCOPE_MARKETING,
     SCOPES,
     ConsentChange,
     Recipient,
@@ -51,6 +52,13 @@ from conversa.domain.recipient import (
 #: The error code of a send refused for want of consent.
 OPTED_OUT_CODE = "recipient_opted_out"
 OPTED_OUT_MESSAGE = "the recipient opted out of messages on this channel"
+#: Provider errors that say the recipient opted out: (the scope, the code recorded).
+#: Twilio 21610: the recipient replied STOP (Twilio refuses every later send); Meta
+#: 131050: the user stopped marketing messages from this business (WhatsApp only).
+PROVIDER_SIGNALS = {
+    "twilio_21610": (SCOPE_ALL, "21610"),
+    "whatsapp_cloud_131050": (SCOPE_MARKETING, "131050"),
+}
 #: How often a decision is made again when the recipient keeps changing meanwhile.
 MAX_DECISIONS = 50
 
@@ -91,6 +99,17 @@ def overridden(message: Message) -> bool:
     """Sent with ``"consent": "ignore"`` (a token allowed to override, or Conversa's own
     confirmation reply to an opt-out keyword)."""
     return message.consent_override
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentSignal:
+    """A provider's word that a number opted out or in (source ``provider``)."""
+
+    number: str
+    status: str
+    channel: str
+    scope: str
+    code: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +216,20 @@ class ConsentLedger:
             return None
         return self.decide(message.channel.value, message.to.e164, category_of(message))
 
+    def provider_signal(self, message: Message, error_code: str | None) -> list[Aggregate]:
+        """The recipient, opted out, when a provider's error on ``message`` says it opted
+        out (to be saved with the message's failure); nothing when it says nothing of
+        the kind or the opt-out is recorded already."""
+        signal = PROVIDER_SIGNALS.get(error_code or "")
+        if signal is None:
+            return []
+        scope, code = signal
+        channel = message.channel.value
+        recipient = self.load(message.to.e164) or Recipient.register(message.to.e164)
+        if not recipient.opt_out(channel, scope, "provider", code=code, message_id=message.id):
+            return []
+        return [recipient]
+
     def load_many(self, numbers: Iterable[str]) -> dict[str, Recipient]:
         """The recorded recipients among ``numbers`` (for imports: one read per number,
         made concurrently by the caller if it wishes)."""
@@ -220,6 +253,13 @@ class ConsentLedger:
         number = PhoneNumber.parse(raw_number, field="number").e164
         self.change(number, change.status, change.channel, change.scope, source, by=by)
         return self.view(number)
+
+    def record_signal(self, signal: ConsentSignal) -> bool:
+        """Record a provider's signal; False when it holds already (a provider's retry)."""
+        _, changed = self.change(
+            signal.number, signal.status, signal.channel, signal.scope, "provider", code=signal.code
+        )
+        return changed
 
     # Changing
 

@@ -96,6 +96,9 @@ class Dispatcher:
         #: Whether a message may be sent as its recipient's consent stands (None: the
         #: check is overridden); wired by the service. None: no check.
         self.consent_decision: Callable[[Message], Decision | None] | None = None
+        #: The consent change a provider's error on a message makes (the recipient to
+        #: save with the failure); wired by the service.
+        self.provider_signal: Callable[[Message, str | None], list[Aggregate]] | None = None
 
     def attempt(self, message: Message, content: Content) -> Message:
         """Make the attempt ``message`` is claimed for, and record its outcome.
@@ -237,6 +240,8 @@ class Dispatcher:
             )
         else:
             message.record_attempt_failed(error.code, error.message, driver=driver)
+            if self.provider_signal is not None:  # Twilio 21610, Meta 131050: an opt-out
+                return self.provider_signal(message, error.code)
         return []
 
     def dispatch_due(self, limit: int = DUE_BATCH, stop: StopSignal | None = None) -> int:

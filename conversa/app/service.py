@@ -26,6 +26,7 @@ from conversa.app.consent import (
     conditions_of,
     refuse_for_consent,
 )
+from conversa.app.consent_keywords import Keywords, record_inbound_with_keywords
 from conversa.app.conversations import (
     WHATSAPP_WINDOW,
     ConversationPage,
@@ -37,7 +38,7 @@ from conversa.app.drain import DRAIN_LOCK, Drain
 from conversa.app.fallback import SCOPE as FALLBACK_SCOPE
 from conversa.app.fallback import FallbackRunner, parse_fallback
 from conversa.app.history import describe
-from conversa.app.inbound import InboundReport, record_inbound
+from conversa.app.inbound import InboundReport
 from conversa.app.lifecycle import LifecycleFeed
 from conversa.app.messages import ConversationNotFound, MessageNotFound, load_message
 from conversa.app.meta import check_meta
@@ -146,6 +147,7 @@ class ConversaService:
         self.tokens = TokenService(app)
         #: The consent ledger every send checks first (conversa/app/consent.py).
         self.consent = ConsentLedger(app, self.writer)
+        self.keywords = Keywords.of(settings)
         self.reporter = Reporter(
             app, self.writer, parked_window=timedelta(hours=settings.parked_report_hours)
         )
@@ -197,6 +199,8 @@ class ConversaService:
         )
         self.dispatcher.drain_runs = self._drain_runs
         self.dispatcher.consent_decision = self.consent_decision
+        self.dispatcher.provider_signal = self.consent.provider_signal
+        self.reporter.provider_signal = self.consent.provider_signal
 
     @classmethod
     def from_env(
@@ -666,7 +670,7 @@ class ConversaService:
     def record_inbound(self, report: InboundReport) -> bool:
         """Record an inbound message; False when it is recorded already (a provider's
         retry). Its body is kept only with ``CONVERSA_STORE_BODY``."""
-        return record_inbound(self.writer, report, store_body=self.settings.store_body)
+        return record_inbound_with_keywords(self, report)
 
     def expire_parked_reports(self) -> int:
         """Give up on reports parked longer than ``CONVERSA_PARKED_REPORT_HOURS`` for a

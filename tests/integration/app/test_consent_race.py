@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from uuid import UUID
 
 import pytest
 
@@ -54,7 +53,7 @@ def test_every_send_committed_after_the_opt_out_is_refused_and_none_before(
         service.consent.change(TO, "opted_out", "sms", "all", "keyword", keyword="STOP")
         results = [future.result() for future in futures]
 
-    position: dict[tuple[UUID, int], int] = {}
+    position: dict[tuple[object, int], int] = {}
     for notification in service.app.recorder.select_notifications(start=1, limit=100_000):
         position[(notification.originator_id, notification.originator_version)] = notification.id
     recipient = recipient_id_for(TO)
