@@ -89,11 +89,12 @@ class MessageReceived(LifecycleEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class RecipientOptedOut(LifecycleEvent):
-    """A number opted out: of ``channel`` (``sms``, ``whatsapp`` or ``all``), for all
-    messages or marketing only (``scope``), by a ``source`` (``keyword``, ``provider``,
-    ``api``, ``import``). ``message_id`` is the recipient's ledger id; ``cause_message_id``
-    the message that caused the change, when one did (on the wire: ``message_id``)."""
+class RecipientEvent(LifecycleEvent):
+    """A change of a number's consent: of ``channel`` (``sms``, ``whatsapp`` or ``all``),
+    for all messages or marketing only (``scope``), by a ``source`` (``keyword``,
+    ``provider``, ``api``, ``import``). ``message_id`` is the recipient's ledger id;
+    ``cause_message_id`` the message that caused the change, when one did (on the wire:
+    ``message_id``)."""
 
     number: str = ""
     scope: str = "all"
@@ -102,7 +103,7 @@ class RecipientOptedOut(LifecycleEvent):
     code: str | None = None
     cause_message_id: UUID | None = None
 
-    type_name = "recipient.opted_out"
+    type_name = "recipient.event"
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -124,8 +125,15 @@ class RecipientOptedOut(LifecycleEvent):
 
 
 @dataclass(frozen=True, slots=True)
-class RecipientOptedIn(RecipientOptedOut):
-    """A number opted in again (fields as :class:`RecipientOptedOut`)."""
+class RecipientOptedOut(RecipientEvent):
+    """A number opted out (see :class:`RecipientEvent` for the fields)."""
+
+    type_name = "recipient.opted_out"
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOptedIn(RecipientEvent):
+    """A number opted in again (see :class:`RecipientEvent` for the fields)."""
 
     type_name = "recipient.opted_in"
 
@@ -148,6 +156,7 @@ __all__ = [
     "MessageRead",
     "MessageReceived",
     "MessageSent",
+    "RecipientEvent",
     "RecipientOptedIn",
     "RecipientOptedOut",
 ]
