@@ -42,6 +42,35 @@ class ConditionalSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 raise StaleRead
         return ids
 
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every event of these aggregates, by aggregate then version, in few queries."""
+        found: list[StoredEvent] = []
+        ids = [i.hex for i in originator_ids]
+        with self.datastore.transaction(commit=False) as c:
+            for start in range(0, len(ids), _IN_LIMIT):
+                chunk = ids[start : start + _IN_LIMIT]
+                marks = ",".join("?" * len(chunk))
+                c.execute(
+                    "SELECT originator_id, originator_version, topic, state FROM "
+                    f"{self.events_table_name} WHERE originator_id IN ({marks}) "
+                    "ORDER BY originator_id, originator_version",
+                    chunk,
+                )
+                found.extend(
+                    StoredEvent(
+                        originator_id=UUID(row[0]),
+                        originator_version=row[1],
+                        topic=row[2],
+                        state=row[3],
+                    )
+                    for row in c.fetchall()
+                )
+        return found
+
+
+#: Parameters of one IN list (SQLite allows at least 999).
+_IN_LIMIT = 900
+
 
 class ConversaSQLiteFactory(SQLiteFactory):
     application_recorder_class = ConditionalSQLiteApplicationRecorder
