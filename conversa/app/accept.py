@@ -206,8 +206,12 @@ class Acceptor:
         for start in range(0, len(originals), CHUNK):
             chunk = originals[start : start + CHUNK]
             # Consent first, as for a synchronous send (see conversa/app/consent.py).
-            decisions = [refused_for_consent(service.consent_decision, p.message) for p in chunk]
-            refusals = service.writer.save_each([[p.message] for p in chunk], decisions)
+            verdicts = service.consent.decide_many([p.message for p in chunk])
+            conditions = [
+                refused_for_consent(verdict, p.message)
+                for verdict, p in zip(verdicts, chunk, strict=True)
+            ]
+            refusals = service.writer.save_each([[p.message] for p in chunk], conditions)
             for entry, refusal in zip(chunk, refusals, strict=True):
                 if isinstance(refusal, StaleRead):
                     stale.append(entry)  # nothing recorded: decided again below

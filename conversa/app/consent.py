@@ -20,7 +20,7 @@ version before it decide again (one extra read and save each).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -80,12 +80,9 @@ def refuse_for_consent(message: Message) -> None:
     message.record_attempt_failed(OPTED_OUT_CODE, OPTED_OUT_MESSAGE, source="consent")
 
 
-def refused_for_consent(
-    decide: Callable[[Message], Decision | None], message: Message
-) -> tuple[Unchanged, ...]:
-    """Decide on ``message`` (fail it when its recipient opted out); the conditions its
-    save must carry."""
-    decision = decide(message)
+def refused_for_consent(decision: Decision | None, message: Message) -> tuple[Unchanged, ...]:
+    """Apply ``decision`` to ``message`` (fail it when its recipient opted out); the
+    conditions its save must carry."""
     if decision is not None and decision.blocked:
         refuse_for_consent(message)
     return conditions_of(decision)
@@ -230,14 +227,42 @@ class ConsentLedger:
             return []
         return [recipient]
 
+    def decide_many(self, messages: Sequence[Message]) -> list[Decision | None]:
+        """:meth:`decide_for` for many messages, their recipients read in bulk."""
+        recipients = self.load_many(m.to.e164 for m in messages if not overridden(m))
+        decisions: list[Decision | None] = []
+        for message in messages:
+            if overridden(message):
+                decisions.append(None)
+                continue
+            number = message.to.e164
+            recipient = recipients.get(number)
+            if recipient is None:
+                decisions.append(Decision(False, Unchanged(recipient_id_for(number), 0)))
+            else:
+                blocked = recipient.blocks(message.channel.value, category_of(message))
+                decisions.append(Decision(blocked, Unchanged(recipient.id, recipient.version)))
+        return decisions
+
     def load_many(self, numbers: Iterable[str]) -> dict[str, Recipient]:
-        """The recorded recipients among ``numbers`` (for imports: one read per number,
-        made concurrently by the caller if it wishes)."""
-        found = {}
-        for number in numbers:
-            recipient = self.load(number)
-            if recipient is not None:
-                found[number] = recipient
+        """The recorded recipients among ``numbers``: in one query where the store's
+        recorder can (``select_events_of``), else one read per number."""
+        ids: dict[UUID, str] = {recipient_id_for(n): n for n in numbers}
+        if not ids:
+            return {}
+        select = getattr(self.app.recorder, "select_events_of", None)
+        found: dict[str, Recipient] = {}
+        if select is None:
+            for number in ids.values():
+                recipient = self.load(number)
+                if recipient is not None:
+                    found[number] = recipient
+            return found
+        mapper = self.app.mapper
+        for stored in select(list(ids)):
+            event: Any = mapper.to_domain_event(stored)
+            number = ids[event.originator_id]
+            found[number] = event.mutate(found.get(number))
         return found
 
     # The use cases of the API and the command line

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
 
 from conversa.app.application import ConversaApp
 from conversa.app.consent import ConsentLedger, ConsentRequest
@@ -27,7 +26,6 @@ from conversa.domain.recipient import (
     OPTED_OUT,
     SCOPE_ALL,
     Recipient,
-    recipient_id_for,
 )
 
 #: Rows applied and saved together.
@@ -134,14 +132,4 @@ class ConsentImporter:
 
     def load(self, numbers: Iterable[str]) -> dict[str, Recipient]:
         """The recorded recipients among ``numbers``, read in bulk where the store can."""
-        ids: dict[UUID, str] = {recipient_id_for(n): n for n in numbers}
-        select = getattr(self.app.recorder, "select_events_of", None)
-        if select is None:
-            return self.ledger.load_many(ids.values())
-        found: dict[str, Recipient] = {}
-        mapper = self.app.mapper
-        for stored in select(list(ids)):
-            event: Any = mapper.to_domain_event(stored)
-            number = ids[event.originator_id]
-            found[number] = event.mutate(found.get(number))
-        return found
+        return self.ledger.load_many(numbers)

@@ -96,6 +96,8 @@ class Dispatcher:
         #: Whether a message may be sent as its recipient's consent stands (None: the
         #: check is overridden); wired by the service. None: no check.
         self.consent_decision: Callable[[Message], Decision | None] | None = None
+        #: The same for many messages at once (their recipients read in bulk).
+        self.consent_decisions: Callable[[list[Message]], list[Decision | None]] | None = None
         #: The consent change a provider's error on a message makes (the recipient to
         #: save with the failure); wired by the service.
         self.provider_signal: Callable[[Message, str | None], list[Aggregate]] | None = None

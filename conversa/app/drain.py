@@ -283,7 +283,10 @@ class Drain:
         ready: list[tuple[_Pending, Content | None]] = []
         conditions: list[tuple[Unchanged, ...]] = []
         refused: list[tuple[Message, tuple[Unchanged, ...]]] = []
-        for entry in chosen:
+        # Consent at the moment of the attempt (an opt-out since it was queued wins), the
+        # recipients of the round read at once.
+        verdicts = self._decide_all([entry.message for entry in chosen])
+        for entry, decision in zip(chosen, verdicts, strict=True):
             content = entry.content or dispatcher.payloads.get(entry.message.id)
             if content is None and self.monotonic() - entry.seen < PAYLOAD_WAIT:
                 waiting.append(entry)  # written right after the commit: look again
@@ -292,8 +295,6 @@ class Drain:
             planned = planned_driver(
                 dispatcher.drivers[message.channel], message.channel, message.last_driver
             )
-            # Consent at the moment of the attempt: an opt-out since it was queued wins.
-            decision = self._decide(message)
             if decision is not None and decision.blocked:
                 if _waiting(message):
                     refuse_for_consent(message)
@@ -357,6 +358,12 @@ class Drain:
     def _decide(self, message: Message) -> Decision | None:
         decide = self.dispatcher.consent_decision
         return None if decide is None else decide(message)
+
+    def _decide_all(self, messages: list[Message]) -> list[Decision | None]:
+        decide_many = self.dispatcher.consent_decisions
+        if decide_many is None:
+            return [self._decide(message) for message in messages]
+        return decide_many(messages)
 
     def _attempt(self, claimed: list[_Claimed], stop: StopSignal) -> None:
         """Make the provider calls, at most ``concurrency`` at once per driver. Once the

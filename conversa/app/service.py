@@ -199,6 +199,7 @@ class ConversaService:
         )
         self.dispatcher.drain_runs = self._drain_runs
         self.dispatcher.consent_decision = self.consent_decision
+        self.dispatcher.consent_decisions = self.consent.decide_many
         self.dispatcher.provider_signal = self.consent.provider_signal
         self.reporter.provider_signal = self.consent.provider_signal
 
