@@ -191,7 +191,12 @@ def test_stop_then_start_through_the_signed_webhook(backend_url: str, name: str)
 def test_an_opt_out_is_confirmed_once_even_though_it_blocks_everything_else(
     backend_url: str,
 ) -> None:
-    with api_with(backend_url, PROVIDERS["twilio"], opt_out_reply=OPT_OUT_REPLY) as (api, fake):
+    with api_with(
+        backend_url,
+        PROVIDERS["twilio"],
+        opt_out_reply=OPT_OUT_REPLY,
+        help_reply="Text STOP to stop",
+    ) as (api, fake):
         assert _twilio_post(api, "IN-STOP-9", "UNSUBSCRIBE") == 200
         assert fake.calls == 1  # the confirmation, past the consent check
         assert isinstance(fake, FakeTwilio)
@@ -201,3 +206,5 @@ def test_an_opt_out_is_confirmed_once_even_though_it_blocks_everything_else(
         assert _twilio_post(api, "IN-STOP-9", "UNSUBSCRIBE") == 200  # a retry: no second reply
         assert send(api, "sms")["status"] == "failed"
         assert fake.calls == 1
+        assert _twilio_post(api, "IN-HELP-10", "help") == 200  # answered even now
+        assert [m["body"] for m in fake.sent] == [OPT_OUT_REPLY, "Text STOP to stop"]
