@@ -175,3 +175,57 @@ def test_meta_marketing_signals_block_marketing_only_and_reach_subscribers(
             assert frames[0][1]["number"] == CONTACT
             assert frames[0][1]["code"] == "131050"
             assert frames[0][1]["message_id"] == promo["id"]
+
+
+def test_meta_131050_in_a_failed_status_opts_the_recipient_out_of_marketing(
+    backend_url: str,
+) -> None:
+    with FakeWhatsAppCloud() as meta:
+        drivers = {
+            "whatsapp_driver": "whatsapp_cloud",
+            "whatsapp_phone_id": WHATSAPP_PHONE_ID,
+            "whatsapp_token": WHATSAPP_TOKEN,
+            "whatsapp_api_base": meta.url,
+        }
+        with api_with(backend_url, **drivers) as api:
+            promo = send(api, "whatsapp", category="marketing")
+            assert promo["status"] == "sent"
+            status = {
+                "id": promo["provider_message_id"],
+                "status": "failed",
+                "timestamp": "1749416400",
+                "recipient_id": CONTACT[1:],
+                "biz_opaque_callback_data": promo["id"],
+                "errors": [{"code": 131050, "title": "Unable to deliver message"}],
+            }
+            document = {
+                "object": "whatsapp_business_account",
+                "entry": [
+                    {
+                        "id": "9",
+                        "changes": [
+                            {
+                                "field": "messages",
+                                "value": {"messaging_product": "whatsapp", "statuses": [status]},
+                            }
+                        ],
+                    }
+                ],
+            }
+            raw = json.dumps(document).encode()
+            hook = api.post(
+                "/conversa/webhooks/whatsapp_cloud",
+                content=raw,
+                headers=meta_request(APP_SECRET, raw),
+            )
+            assert hook.status_code == 200, hook.text
+            recipient = api.get(f"/conversa/recipients/{CONTACT}", headers=api.auth).json()
+            assert recipient["consent"]["whatsapp"]["marketing"] == "opted_out"
+            [change] = recipient["history"]
+            assert (change["source"], change["code"], change["message_id"]) == (
+                "provider",
+                "131050",
+                promo["id"],
+            )
+            assert send(api, "whatsapp", category="marketing")["status"] == "failed"
+            assert meta.calls == 1
