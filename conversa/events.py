@@ -88,12 +88,64 @@ class MessageReceived(LifecycleEvent):
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class RecipientEvent(LifecycleEvent):
+    """A change of a number's consent: of ``channel`` (``sms``, ``whatsapp`` or ``all``),
+    for all messages or marketing only (``scope``), by a ``source`` (``keyword``,
+    ``provider``, ``api``, ``import``). ``message_id`` is the recipient's ledger id;
+    ``cause_message_id`` the message that caused the change, when one did (on the wire:
+    ``message_id``)."""
+
+    number: str = ""
+    scope: str = "all"
+    source: str = ""
+    keyword: str | None = None
+    code: str | None = None
+    cause_message_id: UUID | None = None
+
+    type_name = "recipient.event"
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": self.type_name,
+            "event_id": self.event_id,
+            "number": self.number,
+            "channel": self.channel,
+            "scope": self.scope,
+            "source": self.source,
+            "occurred_at": self.occurred_at.isoformat().replace("+00:00", "Z"),
+        }
+        if self.keyword is not None:
+            data["keyword"] = self.keyword
+        if self.code is not None:
+            data["code"] = self.code
+        if self.cause_message_id is not None:
+            data["message_id"] = str(self.cause_message_id)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOptedOut(RecipientEvent):
+    """A number opted out (see :class:`RecipientEvent` for the fields)."""
+
+    type_name = "recipient.opted_out"
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientOptedIn(RecipientEvent):
+    """A number opted in again (see :class:`RecipientEvent` for the fields)."""
+
+    type_name = "recipient.opted_in"
+
+
 EVENT_TYPES: tuple[type[LifecycleEvent], ...] = (
     MessageSent,
     MessageDelivered,
     MessageRead,
     MessageFailed,
     MessageReceived,
+    RecipientOptedOut,
+    RecipientOptedIn,
 )
 
 __all__ = [
@@ -104,4 +156,7 @@ __all__ = [
     "MessageRead",
     "MessageReceived",
     "MessageSent",
+    "RecipientEvent",
+    "RecipientOptedIn",
+    "RecipientOptedOut",
 ]

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from conversa._version import installed_version
 from conversa.adapters import logs
+from conversa.adapters.cli_consent import consent
 from conversa.adapters.cli_conversations import conversations
 from conversa.adapters.csv_send import CsvProblem, Row, count_rows, read_rows
 from conversa.app.accept import MAX_BATCH
@@ -381,6 +382,7 @@ def _has_uvloop() -> bool:
 
 
 main.add_command(conversations)
+main.add_command(consent)
 
 
 @main.group()

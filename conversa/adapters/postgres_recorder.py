@@ -14,18 +14,41 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg.pq import TransactionStatus
+from psycopg.sql import SQL, Identifier
 
 from conversa.adapters.postgres_insert import ColumnarApplicationRecorder
+from conversa.app.unchanged import StaleRead, conditions
 
 
 class OneTripApplicationRecorder(ColumnarApplicationRecorder):
     """The columnar insert (:mod:`.postgres_insert`), sent with its COMMIT in one trip."""
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_events_of(self, originator_ids: Sequence[UUID]) -> list[StoredEvent]:
+        """Every event of these aggregates in one query, by aggregate then version (what
+        an import reads of the recipients it may change: one round trip per thousand)."""
+        statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (list(originator_ids),))
+            return [
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -36,6 +59,7 @@ class OneTripApplicationRecorder(ColumnarApplicationRecorder):
             library = PostgresApplicationRecorder.insert_events.__wrapped__
             ids: Sequence[int] | None = library(self, stored_events, **kwargs)
             return ids
+        unchanged = conditions(kwargs)
         with self.datastore.get_connection() as conn:
             locking = conn.cursor()
             inserting = conn.cursor()
@@ -43,9 +67,13 @@ class OneTripApplicationRecorder(ColumnarApplicationRecorder):
                 with conn.pipeline(), conn.transaction():
                     self._lock_table(locking)
                     self._notify_channel(locking)
-                    self._insert_rows(inserting, stored_events)
-                # The pipeline has been synchronised and committed: the rows are there.
-                return self._fetch_ids_after_insert_events(inserting, stored_events, **kwargs)
+                    self._insert_rows(inserting, stored_events, unchanged)
+                # The pipeline has been synchronised and committed: the rows are there
+                # (none when a condition did not hold: the INSERT inserted nothing).
+                ids = self._fetch_ids_after_insert_events(inserting, stored_events, **kwargs)
+                if unchanged and ids is not None and len(ids) < len(stored_events):
+                    raise StaleRead
+                return ids
             except psycopg.Error:
                 # A conflict leaves the transaction failed (its COMMIT skipped): end it
                 # here, so that the pool gets the connection back idle.

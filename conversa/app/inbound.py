@@ -36,10 +36,20 @@ def record_inbound(writer: Writer, report: InboundReport, *, store_body: bool) -
 
     Without ``store_body``, the text, the captions and the kind's details (a button's
     title, a location's name, a reaction) are left out before anything is recorded."""
+    message = inbound_message(report, store_body=store_body)
+    try:
+        writer.save(message)
+    except IntegrityError:
+        return False
+    return True
+
+
+def inbound_message(report: InboundReport, *, store_body: bool) -> InboundMessage:
+    """The new :class:`InboundMessage` of ``report``, not saved yet."""
     media = report.media
     if not store_body:
         media = [{k: v for k, v in item.items() if k != "caption"} for item in media]
-    message = InboundMessage.receive(
+    return InboundMessage.receive(
         provider=report.provider,
         provider_message_id=report.provider_message_id,
         channel=report.channel,
@@ -52,8 +62,3 @@ def record_inbound(writer: Writer, report: InboundReport, *, store_body: bool) -
         profile_name=report.profile_name,
         context_id=report.context_id,
     )
-    try:
-        writer.save(message)
-    except IntegrityError:
-        return False
-    return True

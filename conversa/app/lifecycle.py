@@ -12,6 +12,7 @@ from conversa.app.application import ConversaApp
 from conversa.app.results import public_media
 from conversa.domain.inbound import InboundMessage
 from conversa.domain.message import Message
+from conversa.domain.recipient import Recipient
 from conversa.events import (
     LifecycleEvent,
     MessageDelivered,
@@ -19,6 +20,8 @@ from conversa.events import (
     MessageRead,
     MessageReceived,
     MessageSent,
+    RecipientOptedIn,
+    RecipientOptedOut,
 )
 
 #: Only these domain events become lifecycle events; the store filters on them.
@@ -30,6 +33,8 @@ TOPICS = [
         Message.Read,
         Message.Failed,
         InboundMessage.Received,
+        Recipient.OptedOut,
+        Recipient.OptedIn,
     )
 ]
 
@@ -77,6 +82,8 @@ class LifecycleFeed:
                 body=event.body,
                 media=[public_media(item) for item in event.media],
             )
+        if isinstance(event, Recipient.OptedOut | Recipient.OptedIn):
+            return self._recipient_event(position, event)
         if not isinstance(event, Message.Event):
             return None
         if isinstance(event, Message.Sent) and event.source != "driver":
@@ -109,3 +116,25 @@ class LifecycleFeed:
             error = {"code": event.code, "message": event.message}
             return MessageFailed(*common, error=error, status=event.status)
         return None
+
+    def _recipient_event(
+        self, position: int, event: Recipient.OptedOut | Recipient.OptedIn
+    ) -> LifecycleEvent:
+        registered = next(iter(self.app.events.get(event.originator_id, limit=1)))
+        assert isinstance(registered, Recipient.Registered)
+        kind = RecipientOptedOut if isinstance(event, Recipient.OptedOut) else RecipientOptedIn
+        return kind(
+            position,
+            event.originator_id,
+            event.channel,
+            registered.number,
+            "",
+            None,
+            event.timestamp,
+            number=registered.number,
+            scope=event.scope,
+            source=event.source,
+            keyword=event.keyword,
+            code=event.code,
+            cause_message_id=event.message_id,
+        )

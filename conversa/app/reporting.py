@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
@@ -115,6 +116,9 @@ class Reporter:
         self._expiry_lock = threading.Lock()
         self._expiry_position: int | None = None
         self._waiting: dict[UUID, datetime] = {}
+        #: The consent change a provider's error code makes (Meta 131050 comes in a
+        #: failed status): the recipient to save with the report; wired by the service.
+        self.provider_signal: Callable[[Message, str | None], list[Aggregate]] | None = None
 
     def record(self, report: StatusReport) -> ReportOutcome:
         """Apply one report. Safe to call concurrently and any number of times."""
@@ -154,8 +158,13 @@ class Reporter:
             message = load_message(self.app, message_id)
             if not apply_fields(message, fields, report.provider_message_id):
                 return ReportOutcome.UNCHANGED
+            others = (
+                self.provider_signal(message, f"{report.provider}_{report.error_code}")
+                if self.provider_signal is not None and report.error_code
+                else []
+            )
             try:
-                self.writer.save(message)
+                self.writer.save(message, *others)
             except IntegrityError:
                 continue  # a concurrent report or outcome: decide again on the new version
             return ReportOutcome.APPLIED

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     store_body: bool = True
     #: Refuse a free-form WhatsApp body outside the 24-hour customer service window.
     whatsapp_window_check: bool = False
+    #: Inbound keywords that change consent: the whole message, trimmed, in any case
+    #: (comma-separated); see app/consent_keywords.py.
+    opt_out_keywords: str = "STOP,STOPALL,UNSUBSCRIBE,CANCEL,END,QUIT,REVOKE,OPTOUT"
+    opt_in_keywords: str = "START,YES,UNSTOP"
+    #: Automatic answers to those keywords and to HELP/INFO (unset: none).
+    opt_out_reply: str | None = None
+    opt_in_reply: str | None = None
+    help_reply: str | None = None
     #: The largest inbound attachment ``GET /conversa/messages/{id}/media/{n}`` streams.
     media_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
     #: Writes one transaction of the process's group commit takes at most (1: none, each

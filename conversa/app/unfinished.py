@@ -16,6 +16,7 @@ dispatchers' lease-based recovery, as a crash during a provider call does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -25,10 +26,12 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
+from conversa.app.consent import conditions_of, refuse_for_consent
 from conversa.app.messages import MessageNotFound, load_message
 from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.ports import DriverResult
 from conversa.domain.content import Content
+from conversa.domain.status import Status
 
 if TYPE_CHECKING:
     from conversa.app.dispatch import Dispatcher
@@ -156,12 +159,25 @@ class UnfinishedSends:
         except MessageNotFound:
             return  # never committed: the 503 its request answered was the whole story
         now = dispatcher.clock()
+        # Consent again, at the moment of the attempt (an outage may have lasted long).
+        decision = dispatcher.consent_decision(message) if dispatcher.consent_decision else None
+        if decision is not None and decision.blocked:
+            if (
+                message.nonce == entry.nonce
+                and message.version == message.recorded_version
+                and message.status is Status.QUEUED
+            ):
+                refuse_for_consent(message)
+                with contextlib.suppress(IntegrityError):
+                    dispatcher.writer.save(message, unchanged=conditions_of(decision))
+            self._forget(entry)
+            return
         if not message.take_over_first_attempt(entry.nonce, now + dispatcher.lease):
             return  # another request recorded it, or someone acted on it already
         try:
-            dispatcher.writer.save(message)
+            dispatcher.writer.save(message, unchanged=conditions_of(decision))
         except IntegrityError:
-            return  # a dispatcher (or a report) got there first
+            return  # a dispatcher (or a report) got there first, or the consent changed
         log.info("attempting message_id=%s, recorded before an outage", entry.message_id)
         self._forget(entry)  # the attempt records its own outcome, or registers it again
         dispatcher.attempt(message, entry.content)

@@ -46,11 +46,13 @@ from conversa.adapters.providers.vonage.webhook import (
     webhook_params,
 )
 from conversa.adapters.providers.webhooks import MalformedWebhook, SignatureError
+from conversa.adapters.providers.whatsapp_preferences import parse_user_preferences
 from conversa.adapters.providers.whatsapp_webhook import (
     parse_meta_webhook,
     verify_handshake,
     verify_meta_signature,
 )
+from conversa.app.consent import ConsentSignal
 from conversa.app.inbound import InboundReport
 from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.service import ConversaService
@@ -110,6 +112,8 @@ class Reading:
     messages: list[InboundReport] = field(default_factory=list)
     #: Answer with empty TwiML (a Twilio incoming message) rather than JSON.
     twiml: bool = False
+    #: Consent changes the provider reports (Meta's user_preferences).
+    consent: list[ConsentSignal] = field(default_factory=list)
 
 
 def _read_twilio(request: Request, settings: Settings, raw: bytes) -> Reading:
@@ -144,7 +148,12 @@ def _read_meta(request: Request, settings: Settings, raw: bytes) -> Reading:
         header=request.headers.get("x-hub-signature-256"),
     )
     hook = parse_meta_webhook(raw)
-    return Reading(list(hook.reports), hook.inbound_messages, list(hook.inbound))
+    return Reading(
+        list(hook.reports),
+        hook.inbound_messages,
+        list(hook.inbound),
+        consent=parse_user_preferences(raw),
+    )
 
 
 def _read_vonage(request: Request, settings: Settings, raw: bytes) -> Reading:
@@ -216,4 +225,6 @@ def _record_all(service: ConversaService, reading: Reading) -> tuple[list[Report
     return the reports' outcomes and how many inbound messages were new."""
     outcomes = [service.record_report(report) for report in reading.reports]
     recorded = sum(service.record_inbound(message) for message in reading.messages)
+    for signal in reading.consent:
+        service.consent.record_signal(signal)
     return outcomes, recorded
