@@ -133,11 +133,14 @@ def test_a_message_recorded_before_nonces_still_loads_and_replays(
     sent = service.send(*request, {"idempotency_key": "new-1"})
     [queued, *_] = service.app.recorder.select_events(sent.message_id)
     state = json.loads(queued.state)
-    assert state.pop("class_version") == 4
+    assert state.pop("class_version") == 5
     assert state.pop("nonce") is not None
     assert state.pop("attempt_by") == "request"  # version 3; version 1 had neither
     assert state.pop("reply_to") is None  # version 4, as quote
     assert state.pop("quote") is None
+    assert state.pop("category") == "transactional"  # version 5, as the two below
+    assert state.pop("consent_override") is False
+    assert state.pop("scheduled_at") is None
     state["idempotency_key"] = "legacy-1"
     legacy_id = message_id_for(LOCAL_SCOPE, "legacy-1")
     service.app.recorder.insert_events(
@@ -151,6 +154,11 @@ def test_a_message_recorded_before_nonces_still_loads_and_replays(
     assert legacy.nonce is None
     assert legacy.attempt_by == "request"
     assert legacy.reply_to is None and legacy.quote is None
+    assert (legacy.category, legacy.consent_override, legacy.scheduled_at) == (
+        "transactional",
+        False,
+        None,
+    )
     assert legacy.fingerprint == state["fingerprint"]
     assert replay.replayed
     assert replay.message_id == legacy_id
