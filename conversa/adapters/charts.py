@@ -40,7 +40,7 @@ def nice_ceiling(value: float) -> int:
     for step in (1, 2, 2.5, 5, 10):
         top = step * power
         if top >= value:
-            return math.ceil(top)
+            return int(math.ceil(top))  # noqa: RUF046 - step may be 2.5
     return int(10 * power)  # pragma: no cover - 10 * power always qualifies
 
 
