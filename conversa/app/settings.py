@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     #: Unset: text when standard error is a terminal, JSON lines otherwise.
     log_format: Literal["json", "text"] | None = None
 
+    #: The operator console's cookie-signing key; unset: a random key kept in
+    #: ``console_secret_file`` (created on first use, mode 0600).
+    console_secret: SecretStr | None = None
+    console_secret_file: Path = Path("conversa-console.key")
+    #: How long a console sign-in lasts (from the sign-in, not from the last request).
+    console_session_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+
     events_url: str | None = None
     events_secret: SecretStr | None = Field(default=None, validate_default=True)
     events_max_attempts: int = Field(default=50, ge=1, le=1000)

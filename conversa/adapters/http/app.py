@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from conversa.adapters import logs
+from conversa.adapters.console.mount import console_routes
 from conversa.adapters.http.auth import Authenticator
 from conversa.adapters.http.batch import send_batch
 from conversa.adapters.http.conversations import list_conversations, show_conversation
@@ -107,6 +108,7 @@ def create_app(
             Route("/conversa/health", health, methods=["GET"]),
             Route("/conversa/openapi.json", openapi, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            *console_routes(),
         ],
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers=EXCEPTION_HANDLERS,
