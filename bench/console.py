@@ -17,6 +17,7 @@ the figures (BENCHMARKS.md keeps them).
 from __future__ import annotations
 
 import argparse
+import secrets
 import statistics
 import sys
 import time
@@ -29,6 +30,7 @@ if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
+from pydantic import SecretStr
 
 from bench import seed
 from bench._db import bench_settings, scratch_database
@@ -100,7 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args(argv)
     with scratch_database() as url:
-        settings = bench_settings(url)
+        # A console key of this run only (else a key file lands in the working directory).
+        settings = bench_settings(url).model_copy(
+            update={"console_secret": SecretStr(secrets.token_hex(32))}
+        )
         migrate(settings)
         conninfo = PostgresBackend(url).conninfo()
         with bootstrap(settings) as service, quiet_logging():
@@ -120,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def report(service: ConversaService, runs: int) -> None:
-    """The figures; the pages last, as the application closes the service when done."""
+    """The figures, printed as they come."""
     rows = service.list_messages(MessageQuery(per_page=1)).total
     hours = overview(service).totals
     print(
