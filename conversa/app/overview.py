@@ -8,6 +8,10 @@ the dead letters, the breakers (in memory) and ``diagnose``'s checks of the open
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -100,8 +104,15 @@ class Overview:
         )
 
 
-def overview(service: ConversaService, *, hours: int = HOURS) -> Overview:
-    """The overview of the last ``hours`` hours, the current one included."""
+def overview(
+    service: ConversaService,
+    *,
+    hours: int = HOURS,
+    findings: Callable[[ConversaService], list[Check]] = service_checks,
+) -> Overview:
+    """The overview of the last ``hours`` hours, the current one included. ``findings``:
+    how to get ``diagnose``'s checks (a request path passes :class:`CachedFindings`:
+    one of the checks reads every parking event of the store)."""
     now = service.clock()
     last = hour_of(now)
     first = last - hours + 1
@@ -115,7 +126,7 @@ def overview(service: ConversaService, *, hours: int = HOURS) -> Overview:
         projection=ProjectionLag(status.position, status.head, status.lag),
         dead_letters=dead_letters(service),
         breakers=breaker_statuses(list(service.drivers.values())),
-        findings=service_checks(service),
+        findings=findings(service),
     )
 
 
@@ -177,3 +188,54 @@ def failure_reasons(counts: dict[HourKey, int], top: int = TOP_REASONS) -> list[
             by_code[code or "unknown"] = by_code.get(code or "unknown", 0) + n
     ranked = sorted(by_code.items(), key=lambda item: (-item[1], item[0]))
     return [FailureReason(code, n) for code, n in ranked[:top]]
+
+
+class CachedFindings:
+    """``diagnose``'s checks of each open service, computed at most every ``fresh``
+    seconds, in the background once there is a first answer: a page shows the last one
+    at once, and at most one computation runs at a time per process.
+
+    The unmatched-reports check reads every parking event of the store (hundreds of
+    milliseconds with a million messages): fine for ``conversa diagnose``, not for each
+    view of a page."""
+
+    def __init__(
+        self,
+        compute: Callable[[ConversaService], list[Check]] = service_checks,
+        *,
+        fresh: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._compute = compute
+        self._fresh = fresh
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._known: weakref.WeakKeyDictionary[ConversaService, tuple[float, list[Check]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._refreshing: weakref.WeakSet[ConversaService] = weakref.WeakSet()
+
+    def __call__(self, service: ConversaService) -> list[Check]:
+        with self._lock:
+            known = self._known.get(service)
+            stale = known is None or self._clock() - known[0] >= self._fresh
+            refresh = stale and known is not None and service not in self._refreshing
+            if refresh:
+                self._refreshing.add(service)
+        if known is None:
+            return self._refresh(service)
+        if refresh:
+            threading.Thread(
+                target=self._refresh, args=(service,), name="conversa-findings", daemon=True
+            ).start()
+        return known[1]
+
+    def _refresh(self, service: ConversaService) -> list[Check]:
+        try:
+            checks = self._compute(service)
+            with self._lock:
+                self._known[service] = (self._clock(), checks)
+            return checks
+        finally:
+            with self._lock:
+                self._refreshing.discard(service)

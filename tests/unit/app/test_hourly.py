@@ -112,3 +112,39 @@ def test_the_overview_sums_hours_drivers_and_reasons() -> None:
     assert twilio.delivery_rate == 6 / 7 and twilio.median_seconds_to_delivered == 1.5
     assert (vonage.delivery_rate, vonage.median_seconds_to_delivered) == (0.0, None)
     assert [(r.code, r.count) for r in failure_reasons(window)] == [("30003", 3), ("vonage_6", 2)]
+
+
+def test_cached_findings_answer_at_once_and_refresh_in_the_background() -> None:
+    import threading
+
+    from conversa.app.diagnosis import Check
+    from conversa.app.overview import CachedFindings
+
+    now = [0.0]
+    calls: list[int] = []
+    release = threading.Event()
+
+    def compute(_service: object) -> list[Check]:
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(5)
+        return [Check("n", True, str(len(calls)))]
+
+    class Service:  # any weakly referenceable object stands for the service
+        pass
+
+    service = Service()
+    findings = CachedFindings(compute, fresh=30, clock=lambda: now[0])
+    assert findings(service)[0].detail == "1"  # type: ignore[arg-type]
+    now[0] = 10
+    assert findings(service)[0].detail == "1" and len(calls) == 1  # type: ignore[arg-type]
+    now[0] = 31
+    # Stale: the last answer at once, one refresh started (not two).
+    assert findings(service)[0].detail == "1"  # type: ignore[arg-type]
+    assert findings(service)[0].detail == "1"  # type: ignore[arg-type]
+    release.set()
+    for _ in range(100):
+        if findings(service)[0].detail == "2":  # type: ignore[arg-type]
+            break
+        threading.Event().wait(0.02)
+    assert findings(service)[0].detail == "2" and len(calls) == 2  # type: ignore[arg-type]

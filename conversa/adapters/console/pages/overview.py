@@ -4,6 +4,7 @@ with a replay button), breakers and ``diagnose``'s findings."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from markupsafe import Markup
@@ -16,9 +17,13 @@ from conversa.adapters.charts import hourly_activity_chart
 from conversa.adapters.console.state import PREFIX
 from conversa.adapters.console.web import Operator, render, service_of, signed_in
 from conversa.app.dead_letters import Replayed, replay_dead_letter
+from conversa.app.overview import CachedFindings
 from conversa.app.overview import overview as overview_of
 
 log = logging.getLogger(__name__)
+#: ``diagnose``'s findings, refreshed in the background every 30 s (one reads the store's
+#: parking events: too slow to run on every view).
+FINDINGS = CachedFindings()
 
 NOTICES = {
     Replayed.DELIVERED.value: "Dead letter {id} was delivered to its subscriber and removed.",
@@ -33,7 +38,9 @@ NOTICES = {
 
 @signed_in
 async def overview(request: Request, operator: Operator) -> Response:
-    seen = await run_in_threadpool(overview_of, service_of(request))
+    seen = await run_in_threadpool(
+        functools.partial(overview_of, service_of(request), findings=FINDINGS)
+    )
     notice = None
     replayed = request.query_params.get("replayed", "")
     letter = request.query_params.get("letter", "")
