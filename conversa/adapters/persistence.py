@@ -29,6 +29,7 @@ from conversa.adapters.postgres_store import (
 from conversa.adapters.postgres_url import InvalidDatabaseUrl, PostgresConnection
 from conversa.adapters.readmodel.postgres import PostgresMessagesView
 from conversa.adapters.readmodel.sqlite import SQLiteMessagesView
+from conversa.adapters.sqlite_store import ConversaSQLiteFactory
 from conversa.adapters.subscriber_store import PostgresSubscriberStore, SQLiteSubscriberStore
 from conversa.app.application import ConversaApp
 from conversa.app.outage import DatabaseUnavailable
@@ -291,7 +292,7 @@ class SQLiteBackend:
 
     def application_env(self, *, create_tables: bool) -> dict[str, str]:
         return {
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "PERSISTENCE_MODULE": get_topic(ConversaSQLiteFactory),
             "CREATE_TABLE": "y" if create_tables else "n",
             "SQLITE_DBNAME": str(self.path),
             "SQLITE_LOCK_TIMEOUT": "10",

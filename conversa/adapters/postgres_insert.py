@@ -20,6 +20,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from conversa.app.unchanged import Unchanged, conditions
+
 
 class ColumnarApplicationRecorder(PostgresApplicationRecorder):
     def __init__(
@@ -35,25 +37,54 @@ class ColumnarApplicationRecorder(PostgresApplicationRecorder):
             table=Identifier(self.events_table_name),
             id_type=Identifier(self.datastore.originator_id_type),
         )
+        # The same INSERT on conditions (conversa.app.unchanged): it inserts every row or,
+        # when one of the named aggregates is not at its version, none. Its snapshot is
+        # taken after the table lock, so it sees every commit before this one.
+        self.insert_events_unchanged_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "WHERE NOT EXISTS (SELECT 1 FROM unnest(%b::{id_type}[], %b::bigint[]) "
+            "AS expected(id, version) WHERE COALESCE((SELECT max(e.originator_version) "
+            "FROM {schema}.{table} e WHERE e.originator_id = expected.id), 0) "
+            "<> expected.version) "
+            "RETURNING notification_id"
+        ).format(
+            schema=Identifier(self.datastore.schema),
+            table=Identifier(self.events_table_name),
+            id_type=Identifier(self.datastore.originator_id_type),
+        )
 
     def _insert_stored_events(
         self,
         curs: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
-        **_: Any,
+        **kwargs: Any,
     ) -> None:
         self._lock_table(curs)
         self._notify_channel(curs)
-        self._insert_rows(curs, stored_events)
+        self._insert_rows(curs, stored_events, conditions(kwargs))
 
-    def _insert_rows(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent]) -> None:
+    def _insert_rows(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        unchanged: Sequence[Unchanged] = (),
+    ) -> None:
         """The INSERT alone (``RETURNING notification_id``), without the lock and NOTIFY."""
+        rows = (
+            [event.originator_id for event in stored_events],
+            [event.originator_version for event in stored_events],
+            [event.topic for event in stored_events],
+            [event.state for event in stored_events],
+        )
+        if not unchanged:
+            curs.execute(self.insert_events_statement, rows)
+            return
         curs.execute(
-            self.insert_events_statement,
+            self.insert_events_unchanged_statement,
             (
-                [event.originator_id for event in stored_events],
-                [event.originator_version for event in stored_events],
-                [event.topic for event in stored_events],
-                [event.state for event in stored_events],
+                *rows,
+                [condition.originator_id for condition in unchanged],
+                [condition.version for condition in unchanged],
             ),
         )

@@ -22,6 +22,7 @@ from eventsourcing.utils import retry
 from psycopg.pq import TransactionStatus
 
 from conversa.adapters.postgres_insert import ColumnarApplicationRecorder
+from conversa.app.unchanged import StaleRead, conditions
 
 
 class OneTripApplicationRecorder(ColumnarApplicationRecorder):
@@ -36,6 +37,7 @@ class OneTripApplicationRecorder(ColumnarApplicationRecorder):
             library = PostgresApplicationRecorder.insert_events.__wrapped__
             ids: Sequence[int] | None = library(self, stored_events, **kwargs)
             return ids
+        unchanged = conditions(kwargs)
         with self.datastore.get_connection() as conn:
             locking = conn.cursor()
             inserting = conn.cursor()
@@ -43,9 +45,13 @@ class OneTripApplicationRecorder(ColumnarApplicationRecorder):
                 with conn.pipeline(), conn.transaction():
                     self._lock_table(locking)
                     self._notify_channel(locking)
-                    self._insert_rows(inserting, stored_events)
-                # The pipeline has been synchronised and committed: the rows are there.
-                return self._fetch_ids_after_insert_events(inserting, stored_events, **kwargs)
+                    self._insert_rows(inserting, stored_events, unchanged)
+                # The pipeline has been synchronised and committed: the rows are there
+                # (none when a condition did not hold: the INSERT inserted nothing).
+                ids = self._fetch_ids_after_insert_events(inserting, stored_events, **kwargs)
+                if unchanged and ids is not None and len(ids) < len(stored_events):
+                    raise StaleRead
+                return ids
             except psycopg.Error:
                 # A conflict leaves the transaction failed (its COMMIT skipped): end it
                 # here, so that the pool gets the connection back idle.

@@ -24,9 +24,11 @@ from uuid import uuid4
 
 from eventsourcing.persistence import IntegrityError
 
+from conversa.app.consent import MAX_DECISIONS, refused_for_consent
 from conversa.app.messages import MessageNotFound, load_message
 from conversa.app.ports import OutboundMessage
 from conversa.app.results import SendResult
+from conversa.app.unchanged import StaleRead
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content, parse_content
 from conversa.domain.errors import ConversaError, IdempotencyKeyMismatch, InvalidRequest
@@ -106,7 +108,9 @@ class Acceptor:
         assert outcome.result is not None
         return outcome.result
 
-    def accept(self, items: Sequence[Mapping[str, Any]], scope: str) -> list[BatchItemResult]:
+    def accept(
+        self, items: Sequence[Mapping[str, Any]], scope: str, decided: int = 0
+    ) -> list[BatchItemResult]:
         # Resolved late: the service module imports this one.
         from conversa.app.service import _check_options, _fingerprint
 
@@ -183,11 +187,27 @@ class Acceptor:
         originals = [p for p in prepared if p.same_as is None]
         if originals:
             self._ensure_drain_position()
+        stale: list[_Prepared] = []
         for start in range(0, len(originals), CHUNK):
             chunk = originals[start : start + CHUNK]
-            refusals = service.writer.save_each([[p.message] for p in chunk])
+            # Consent first, as for a synchronous send (see conversa/app/consent.py).
+            decisions = [refused_for_consent(service.consent_decision, p.message) for p in chunk]
+            refusals = service.writer.save_each([[p.message] for p in chunk], decisions)
             for entry, refusal in zip(chunk, refusals, strict=True):
+                if isinstance(refusal, StaleRead):
+                    stale.append(entry)  # nothing recorded: decided again below
+                    continue
                 outcomes[entry.index] = self._settle(entry, refusal)
+        if stale:
+            if decided >= MAX_DECISIONS:
+                raise StaleRead
+            again = self.accept([items[e.index] for e in stale], scope, decided + 1)
+            for entry, outcome in zip(stale, again, strict=True):
+                outcomes[entry.index] = BatchItemResult(
+                    entry.index, result=outcome.result, error=outcome.error
+                )
+            redone = {id(entry) for entry in stale}
+            originals = [p for p in originals if id(p) not in redone]
         created = [
             p
             for p in originals

@@ -19,6 +19,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
+from conversa.app.consent import Decision, conditions_of, refuse_for_consent
 from conversa.app.failover import choose_driver, planned_driver, reroutes
 from conversa.app.messages import load_message, update_message
 from conversa.app.outage import DATABASE_OUTAGE
@@ -92,6 +93,9 @@ class Dispatcher:
         self.drain_runs: Callable[[], bool] | None = None
         self._drain_seen: tuple[float, bool] = (float("-inf"), False)
         self._drains: dict[UUID, datetime] = {}
+        #: Whether a message may be sent as its recipient's consent stands (None: the
+        #: check is overridden); wired by the service. None: no check.
+        self.consent_decision: Callable[[Message], Decision | None] | None = None
 
     def attempt(self, message: Message, content: Content) -> Message:
         """Make the attempt ``message`` is claimed for, and record its outcome.
@@ -317,12 +321,21 @@ class Dispatcher:
         planned = planned_driver(
             self.drivers[message.channel], message.channel, message.last_driver
         )
+        # Consent at the moment of the attempt: an opt-out since the message was queued
+        # wins (the claim holds only while the recipient is as read).
+        decision = self.consent_decision(message) if self.consent_decision else None
+        if decision is not None and decision.blocked and message.is_due(now):
+            refuse_for_consent(message)
+            with contextlib.suppress(IntegrityError):
+                self.writer.save(message, unchanged=conditions_of(decision))
+            return False
         if not message.claim_attempt(now, now + self.lease, planned):
             return False  # the read model was behind: already sent, failed or claimed
         try:
-            self.writer.save(message)
+            self.writer.save(message, unchanged=conditions_of(decision))
         except IntegrityError:
-            return False  # another dispatcher (or a report) changed it first
+            return False  # another dispatcher (or a report) changed it first, or the
+            # recipient's consent (it is decided again next time)
         log.info("claimed attempt %d of message_id=%s", message.attempts + 1, message.id)
         content = message.content or self.payloads.get(message.id)
         if content is None:

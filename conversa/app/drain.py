@@ -39,6 +39,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from conversa.app.accept import DRAIN_POSITION
+from conversa.app.consent import Decision, conditions_of, refuse_for_consent
 from conversa.app.dispatch import _payload_expired
 from conversa.app.failover import choose_driver, planned_driver
 from conversa.app.messages import load_message, update_message
@@ -53,6 +54,7 @@ from conversa.app.ports import (
     SubscriberStore,
 )
 from conversa.app.provider_calls import WORST_CASE_PROVIDER_CALL
+from conversa.app.unchanged import Unchanged
 from conversa.domain.content import Content
 from conversa.domain.message import ATTEMPT_BY_DISPATCHER, Message
 from conversa.domain.status import Status
@@ -279,6 +281,8 @@ class Drain:
         call_by = lease_until - timedelta(seconds=WORST_CASE_PROVIDER_CALL)
         waiting: list[_Pending] = []
         ready: list[tuple[_Pending, Content | None]] = []
+        conditions: list[tuple[Unchanged, ...]] = []
+        refused: list[tuple[Message, tuple[Unchanged, ...]]] = []
         for entry in chosen:
             content = entry.content or dispatcher.payloads.get(entry.message.id)
             if content is None and self.monotonic() - entry.seen < PAYLOAD_WAIT:
@@ -288,13 +292,25 @@ class Drain:
             planned = planned_driver(
                 dispatcher.drivers[message.channel], message.channel, message.last_driver
             )
+            # Consent at the moment of the attempt: an opt-out since it was queued wins.
+            decision = self._decide(message)
+            if decision is not None and decision.blocked:
+                if _waiting(message):
+                    refuse_for_consent(message)
+                    refused.append((message, conditions_of(decision)))
+                continue
             if message.claim_queued(lease_until, planned):
                 ready.append((entry, content))
+                conditions.append(conditions_of(decision))
         self._put_back(waiting)
         self.pending_count -= len(chosen) - len(waiting)
+        if refused:
+            # A refusal that meets a change (of the message or of the consent) leaves the
+            # message queued: the due scan decides again once its lease ends.
+            dispatcher.writer.save_each([[m] for m, _ in refused], [c for _, c in refused])
         if not ready:
             return []
-        refusals = dispatcher.writer.save_each([[entry.message] for entry, _ in ready])
+        refusals = dispatcher.writer.save_each([[entry.message] for entry, _ in ready], conditions)
         claimed = []
         for (entry, content), refusal in zip(ready, refusals, strict=True):
             message = entry.message
@@ -323,13 +339,24 @@ class Drain:
         planned = planned_driver(
             dispatcher.drivers[message.channel], message.channel, message.last_driver
         )
+        decision = self._decide(message)
+        if decision is not None and decision.blocked:
+            if _waiting(message):
+                refuse_for_consent(message)
+                with contextlib.suppress(IntegrityError):
+                    dispatcher.writer.save(message, unchanged=conditions_of(decision))
+            return None
         if not message.claim_queued(lease_until, planned):
             return None
         try:
-            dispatcher.writer.save(message)
+            dispatcher.writer.save(message, unchanged=conditions_of(decision))
         except IntegrityError:
             return None
         return message
+
+    def _decide(self, message: Message) -> Decision | None:
+        decide = self.dispatcher.consent_decision
+        return None if decide is None else decide(message)
 
     def _attempt(self, claimed: list[_Claimed], stop: StopSignal) -> None:
         """Make the provider calls, at most ``concurrency`` at once per driver. Once the
@@ -435,3 +462,12 @@ class Drain:
             if message.status is not Status.QUEUED and message.content is None:
                 with contextlib.suppress(*DATABASE_OUTAGE):
                     dispatcher.payloads.delete(message.id)
+
+
+def _waiting(message: Message) -> bool:
+    """Whether ``message`` still waits for the drain's first attempt (as claim_queued)."""
+    return (
+        message.attempt_by == ATTEMPT_BY_DISPATCHER
+        and message.version == message.recorded_version
+        and message.status is Status.QUEUED
+    )

@@ -19,6 +19,13 @@ from eventsourcing.persistence import IntegrityError
 
 from conversa.app.accept import MAX_BATCH, Acceptor, BatchItemResult
 from conversa.app.application import ConversaApp
+from conversa.app.consent import (
+    MAX_DECISIONS,
+    ConsentLedger,
+    Decision,
+    conditions_of,
+    refuse_for_consent,
+)
 from conversa.app.conversations import (
     WHATSAPP_WINDOW,
     ConversationPage,
@@ -59,6 +66,7 @@ from conversa.app.settings import Settings
 from conversa.app.subscribers import Handler, Subscription
 from conversa.app.telemetry import NoTelemetry, Telemetry
 from conversa.app.tokens import TokenService
+from conversa.app.unchanged import StaleRead
 from conversa.app.writer import DirectWriter, Writer
 from conversa.domain.channel import Channel
 from conversa.domain.content import Body, Content, Template, parse_content
@@ -66,6 +74,7 @@ from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest, Outsi
 from conversa.domain.inbound import InboundMessage
 from conversa.domain.message import ATTEMPT_BY_REQUEST, Message, message_id_for
 from conversa.domain.phone import PhoneNumber
+from conversa.domain.status import Status
 from conversa.domain.text import UNSTORABLE, is_storable
 from conversa.events import EVENT_TYPES, LifecycleEvent
 from conversa.notifications import ChannelManager, MessageChannel
@@ -127,6 +136,8 @@ class ConversaService:
         self.telemetry: Telemetry = telemetry or NoTelemetry()
         self._on_close = on_close  # closes the HTTP clients bootstrap opened
         self.tokens = TokenService(app)
+        #: The consent ledger every send checks first (conversa/app/consent.py).
+        self.consent = ConsentLedger(app, self.writer)
         self.reporter = Reporter(
             app, self.writer, parked_window=timedelta(hours=settings.parked_report_hours)
         )
@@ -177,6 +188,7 @@ class ConversaService:
             notified_across_processes=backend.kind == "postgresql",
         )
         self.dispatcher.drain_runs = self._drain_runs
+        self.dispatcher.consent_decision = self.consent_decision
 
     @classmethod
     def from_env(
@@ -203,6 +215,7 @@ class ConversaService:
         *,
         scope: str = LOCAL_SCOPE,
         fallback_of: UUID | None = None,
+        decisions: int = 0,
     ) -> SendResult:
         """Record a message, hand it to the channel's driver once, and record the outcome.
 
@@ -255,13 +268,32 @@ class ConversaService:
             )
         if fallback_of is not None:
             message.mark_fallback_of(fallback_of)
+        # Consent first: an opted-out recipient's message is recorded failed, and the save
+        # holds only while the recipient is as read (see conversa/app/consent.py).
+        decision = self.consent_decision(message)
+        if decision is not None and decision.blocked:
+            refuse_for_consent(message)
         try:
-            self.writer.save(message)
+            self.writer.save(message, unchanged=conditions_of(decision))
         except DATABASE_OUTAGE:
             # Perhaps committed, perhaps not: the caller hears 503, and if the message
             # turns out to be stored, this process attempts it once the database is back.
             self.dispatcher.unfinished.queued_unconfirmed(message.id, nonce, content)
             raise
+        except StaleRead:
+            # The recipient's consent changed between the read and the commit: nothing
+            # was recorded; decide again on the new consent.
+            if decisions >= MAX_DECISIONS:
+                raise
+            return self.send(
+                channel,
+                to,
+                payload,
+                opts,
+                scope=scope,
+                fallback_of=fallback_of,
+                decisions=decisions + 1,
+            )
         except IntegrityError:
             stored = self._own_write(message)
             if stored is None:
@@ -275,6 +307,8 @@ class ConversaService:
                 # once the lease ran out)
                 return SendResult.of(stored, replayed=False)
             message = stored
+        if message.status is not Status.QUEUED:
+            return SendResult.of(message, replayed=False)  # refused for want of consent
         if not store_body:
             # Only the request that recorded the message keeps its content, for the retries:
             # a replay (or the loser of a race on one key) writes nothing down. No dispatcher
@@ -289,6 +323,11 @@ class ConversaService:
                 driver.name,
             )
         return SendResult.of(self.dispatcher.attempt(message, content), replayed=False)
+
+    def consent_decision(self, message: Message) -> Decision | None:
+        """Whether ``message`` may be sent as its recipient's consent stands (None: the
+        check is overridden for it)."""
+        return self.consent.decide_for(message)
 
     def _reply_to(self, raw: object) -> InboundMessage | None:
         if raw is None:

@@ -28,6 +28,7 @@ from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
 from conversa.app.outage import DATABASE_OUTAGE
+from conversa.app.unchanged import UNCHANGED, StaleRead, Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +36,28 @@ log = logging.getLogger(__name__)
 DEFAULT_WRITE_BATCH_SIZE = 100
 
 Results = list[IntegrityError | None]
-_EventGroup = list[DomainEventProtocol[UUID]]
+_Events = list[DomainEventProtocol[UUID]]
+#: A group's events, and the conditions its commit rests on (see unchanged.py).
+_EventGroup = tuple[_Events, tuple[Unchanged, ...]]
 
 
 class Writer(Protocol):
-    def save(self, *aggregates: Aggregate) -> None:
+    def save(self, *aggregates: Aggregate, unchanged: Sequence[Unchanged] = ()) -> None:
         """Commit the pending events of ``aggregates`` together, atomically; return once
         they are committed. Raises ``IntegrityError`` when one of them conflicts with what
         is stored (an idempotent duplicate, a concurrent change: decide again), or an
-        outage error (then it may or may not have been committed)."""
+        outage error (then it may or may not have been committed). ``unchanged``: the
+        conditions of the commit (``StaleRead`` when one does not hold)."""
 
-    def save_each(self, groups: Sequence[Sequence[Aggregate]]) -> Results:
+    def save_each(
+        self,
+        groups: Sequence[Sequence[Aggregate]],
+        unchanged: Sequence[Sequence[Unchanged]] | None = None,
+    ) -> Results:
         """Commit each group of aggregates atomically, but independently of the others: many
         groups share a transaction when none conflicts. Returns, per group, ``None`` when it
         was committed or the ``IntegrityError`` that refused it (that group alone); raises an
-        outage error as ``save`` does."""
+        outage error as ``save`` does. ``unchanged``: each group's conditions."""
 
     def close(self) -> None:
         """Commit what is queued, then stop. Saves made after this commit directly."""
@@ -61,43 +69,82 @@ class DirectWriter:
     def __init__(self, app: ConversaApp) -> None:
         self.app = app
 
-    def save(self, *aggregates: Aggregate) -> None:
-        self.app.save(*aggregates)
+    def save(self, *aggregates: Aggregate, unchanged: Sequence[Unchanged] = ()) -> None:
+        if unchanged:
+            self.app.save(*aggregates, **{UNCHANGED: tuple(unchanged)})
+        else:
+            self.app.save(*aggregates)
 
-    def save_each(self, groups: Sequence[Sequence[Aggregate]]) -> Results:
-        return save_groups(self.app, groups)
+    def save_each(
+        self,
+        groups: Sequence[Sequence[Aggregate]],
+        unchanged: Sequence[Sequence[Unchanged]] | None = None,
+    ) -> Results:
+        return save_groups(self.app, groups, unchanged)
 
     def close(self) -> None:
         pass
 
 
-def save_groups(app: ConversaApp, groups: Sequence[Sequence[Aggregate]]) -> Results:
+def save_groups(
+    app: ConversaApp,
+    groups: Sequence[Sequence[Aggregate]],
+    unchanged: Sequence[Sequence[Unchanged]] | None = None,
+) -> Results:
     """All groups in one transaction; when one of them conflicts, each group on its own, so
     that every group gets its own answer (an idempotent duplicate refuses only itself)."""
-    return save_event_groups(app, collect_groups(groups))
+    return save_event_groups(app, collect_groups(groups, unchanged))
 
 
-def collect_groups(groups: Sequence[Sequence[Aggregate]]) -> list[_EventGroup]:
+def collect_groups(
+    groups: Sequence[Sequence[Aggregate]],
+    unchanged: Sequence[Sequence[Unchanged]] | None = None,
+) -> list[_EventGroup]:
     # Saving takes the pending events off the aggregates, even when the transaction fails:
     # take them first, so that a refused batch can be saved again group by group.
+    conditions = unchanged if unchanged is not None else [()] * len(groups)
+    if len(conditions) != len(groups):
+        raise ValueError("one sequence of conditions per group")
     return [
-        [event for aggregate in group for event in aggregate.collect_events()] for group in groups
+        ([event for aggregate in group for event in aggregate.collect_events()], tuple(each))
+        for group, each in zip(groups, conditions, strict=True)
     ]
+
+
+def _save(app: ConversaApp, groups: Sequence[_EventGroup]) -> None:
+    events = [event for group_events, _ in groups for event in group_events]
+    conditions = tuple(condition for _, each in groups for condition in each)
+    if not conditions:
+        app.save(*events)
+        return
+    if len(groups) > 1:
+        # A condition on an aggregate that another group of this transaction changes
+        # would be checked against the state before that change, and the two would
+        # commit as one: save each group on its own instead (in order), so that the
+        # conditioned one is decided again after the change.
+        writers: dict[UUID, set[int]] = {}
+        for index, (group_events, _) in enumerate(groups):
+            for each_event in group_events:
+                writers.setdefault(each_event.originator_id, set()).add(index)
+        for index, (_, each) in enumerate(groups):
+            if any(writers.get(c.originator_id, set()) - {index} for c in each):
+                raise StaleRead
+    app.save(*events, **{UNCHANGED: conditions})
 
 
 def save_event_groups(app: ConversaApp, events: Sequence[_EventGroup]) -> Results:
     """:func:`save_groups` for events already taken off their aggregates."""
     try:
-        app.save(*(event for group_events in events for event in group_events))
+        _save(app, events)
     except IntegrityError as error:
         if len(events) == 1:
             return [error]
     else:
         return [None] * len(events)
     results: Results = []
-    for group_events in events:
+    for group in events:
         try:
-            app.save(*group_events)
+            _save(app, [group])
         except IntegrityError as error:
             results.append(error)
         else:
@@ -154,15 +201,19 @@ class BatchingWriter:
         self.batches = 0
         self.groups = 0
 
-    def save(self, *aggregates: Aggregate) -> None:
-        [result] = self.save_each([aggregates])
+    def save(self, *aggregates: Aggregate, unchanged: Sequence[Unchanged] = ()) -> None:
+        [result] = self.save_each([aggregates], [unchanged])
         if result is not None:
             raise result
 
-    def save_each(self, groups: Sequence[Sequence[Aggregate]]) -> Results:
+    def save_each(
+        self,
+        groups: Sequence[Sequence[Aggregate]],
+        unchanged: Sequence[Sequence[Unchanged]] | None = None,
+    ) -> Results:
         if not groups:
             return []
-        request = _Request(collect_groups(groups))
+        request = _Request(collect_groups(groups, unchanged))
         with self._lock:
             if self._closed:
                 queued = False

@@ -70,6 +70,8 @@ def test_no_answer_breaks_the_document(fuzzed_server: Server, mode: GenerationMo
         "GET /conversa/messages/{message_id}/media/{n}",
         "GET /conversa/conversations",
         "GET /conversa/conversations/{conversation_id}",
+        "GET /conversa/recipients/{number}",
+        "PUT /conversa/recipients/{number}/consent",
         "GET /conversa/events",
         "GET /conversa/health",
     }
@@ -110,6 +112,8 @@ def test_the_document_describes_every_route(fuzzed_server: Server, tmp_path: Pat
         "/conversa/messages/{message_id}/media/{n}",
         "/conversa/conversations",
         "/conversa/conversations/{conversation_id}",
+        "/conversa/recipients/{number}",
+        "/conversa/recipients/{number}/consent",
         "/conversa/events",
         "/conversa/webhooks/{provider}",
         "/conversa/health",

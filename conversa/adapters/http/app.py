@@ -31,6 +31,7 @@ from conversa.adapters.http.middleware import RequestIdMiddleware
 from conversa.adapters.http.openapi import openapi_document
 from conversa.adapters.http.pools import ProviderPool, size_default_pool
 from conversa.adapters.http.ratelimit import RateLimiter
+from conversa.adapters.http.recipients import change_consent, show_recipient
 from conversa.adapters.http.state import HttpState
 from conversa.adapters.http.webhooks import webhook_callback, webhook_handshake
 from conversa.adapters.metrics import mark_process_dead
@@ -102,6 +103,8 @@ def create_app(
             Route("/conversa/conversations", list_conversations, methods=["GET"]),
             Route("/conversa/conversations/{conversation_id}", show_conversation, methods=["GET"]),
             Route("/conversa/messages/{message_id}/media/{n}", message_media, methods=["GET"]),
+            Route("/conversa/recipients/{number}", show_recipient, methods=["GET"]),
+            Route("/conversa/recipients/{number}/consent", change_consent, methods=["PUT"]),
             Route("/conversa/events", stream_events, methods=["GET"]),
             Route("/conversa/webhooks/{provider}", webhook_handshake, methods=["GET"]),
             Route("/conversa/webhooks/{provider}", webhook_callback, methods=["POST"]),

@@ -807,6 +807,8 @@ def _with_rate_limit_unavailable(paths: dict[str, Any]) -> dict[str, Any]:
 
 @cache
 def openapi_document() -> dict[str, Any]:
+    from conversa.adapters.http.openapi_recipients import RECIPIENT_PATHS, RECIPIENT_SCHEMAS
+
     return {
         "openapi": "3.0.3",
         "info": {
@@ -816,9 +818,9 @@ def openapi_document() -> dict[str, Any]:
             "The application endpoints (those that need a token) answer 422 naming a query "
             "parameter they do not define; the webhook endpoints take any.",
         },
-        "paths": _with_rate_limit_unavailable(PATHS),
+        "paths": _with_rate_limit_unavailable({**PATHS, **RECIPIENT_PATHS}),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **RECIPIENT_SCHEMAS},
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }
