@@ -66,12 +66,23 @@ class MessageQuery:
     direction: str | None = None
     page: int = 1
     per_page: int = 25
+    #: The provider driver the message went (or came) through.
+    driver: str | None = None
+    #: Created at or after ``since``, and before ``until``.
+    since: datetime | None = None
+    until: datetime | None = None
+    #: When the exact counters cannot answer the total (a number, driver or time filter),
+    #: count at most this many rows (``total`` is then a lower bound: see
+    #: ``MessagePage.total_exact``); None counts them all.
+    count_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MessagePage:
     rows: list[MessageRow]
     total: int
+    #: False when ``total`` stopped at the query's ``count_limit`` (there are more).
+    total_exact: bool = True
 
 
 #: Each message event's kind, as the fold tells them apart (an event of another class of

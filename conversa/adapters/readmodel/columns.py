@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from conversa.app.projection import COUNTED, MessageQuery, MessageRow
+from conversa.app.projection import COUNTED, MessagePage, MessageQuery, MessageRow
 
 TABLE = "conversa_messages"
 
@@ -44,6 +45,7 @@ INDEXES = {
     "conversa_messages_channel_status_idx": "channel, status, created_at DESC, id DESC",
     "conversa_messages_recipient_idx": "recipient, created_at DESC, id DESC",
     "conversa_messages_direction_idx": "direction, created_at DESC, id DESC",
+    "conversa_messages_driver_idx": "driver, created_at DESC, id DESC",
     # A conversation's thread, oldest first.
     "conversa_messages_conversation_idx": "conversation_id, created_at, id",
 }
@@ -72,9 +74,20 @@ def counted_filters(query: MessageQuery) -> dict[str, str] | None:
     """The query's filters when the counters can answer its total (all are counted
     columns), else None (a ``to`` filter: count the rows over its index)."""
     filters = query_filters(query)
-    if set(filters) <= set(COUNTED):
+    if set(filters) <= set(COUNTED) and query.since is None and query.until is None:
         return filters
     return None
+
+
+def query_ranges(query: MessageQuery) -> dict[str, datetime]:
+    """The list query's time range: ``since`` (inclusive) and ``until`` (exclusive) of
+    ``created_at``, when given."""
+    ranges = {"since": query.since, "until": query.until}
+    return {name: moment for name, moment in ranges.items() if moment is not None}
+
+
+#: The comparison of ``created_at`` each range bound makes.
+RANGE_OPERATORS = {"since": ">=", "until": "<"}
 
 
 def row_params(row: MessageRow) -> dict[str, Any]:
@@ -145,5 +158,13 @@ def query_filters(query: MessageQuery) -> dict[str, str]:
         "status": query.status,
         "channel": query.channel,
         "recipient": query.to,
+        "driver": query.driver,
     }
     return {column: value for column, value in filters.items() if value is not None}
+
+
+def bounded_page(rows: list[MessageRow], total: int, query: MessageQuery) -> MessagePage:
+    """The page, its total marked inexact when the count stopped at the query's limit."""
+    if query.count_limit is not None and total > query.count_limit:
+        return MessagePage(rows=rows, total=query.count_limit, total_exact=False)
+    return MessagePage(rows=rows, total=total)

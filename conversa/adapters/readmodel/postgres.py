@@ -32,9 +32,12 @@ from conversa.adapters.readmodel.columns import (
     DUE_INDEX_COLUMNS,
     INDEXES,
     MUTABLE,
+    RANGE_OPERATORS,
     TABLE,
+    bounded_page,
     counted_filters,
     query_filters,
+    query_ranges,
     row_from_record,
 )
 from conversa.adapters.readmodel.conversations import (
@@ -436,7 +439,7 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             rows = [row_from_record(r) for r in curs.fetchall()]
             curs.execute(total_sql, params)
             total = curs.fetchone()
-        return MessagePage(rows=rows, total=int(total["n"]) if total else 0)
+        return bounded_page(rows, int(total["n"]) if total else 0, query)
 
     def plans(self, query: MessageQuery) -> list[str]:
         """The plans of the list's two statements, with the planner told to avoid table
@@ -455,14 +458,17 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
         self, query: MessageQuery
     ) -> tuple[tuple[Composed, Composed], dict[str, Any]]:
         filters = query_filters(query)
+        ranges = query_ranges(query)
         params: dict[str, Any] = {
             **filters,
+            **ranges,
             "limit": query.per_page,
             "offset": (query.page - 1) * query.per_page,
+            "count_limit": (query.count_limit or 0) + 1,
         }
         rows = (
             SQL("SELECT * FROM {table}").format(table=self.table)
-            + _where(filters)
+            + _where(filters, ranges)
             + SQL(" ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s")
         )
         counted = counted_filters(query)
@@ -473,10 +479,17 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             ) + _where(counted)
         else:
             # A recipient's messages: counted over the recipient index, which holds few
-            # rows per number.
+            # rows per number. A driver or a time range can match many: counted up to
+            # the query's limit when it has one.
             total = SQL("SELECT count(*) AS n FROM {table}").format(table=self.table) + _where(
-                filters
+                filters, ranges
             )
+            if query.count_limit is not None:
+                total = (
+                    SQL("SELECT count(*) AS n FROM (SELECT 1 FROM {table}").format(table=self.table)
+                    + _where(filters, ranges)
+                    + SQL(" LIMIT %(count_limit)s) AS bounded")
+                )
         return (rows, total), params
 
     def counters(self) -> dict[tuple[str, ...], int]:
@@ -555,12 +568,15 @@ def _arrays(columns: Sequence[str]) -> Composable:
     return SQL(", ").join(SQL("%b::" + TYPES[c] + "[]") for c in columns)
 
 
-def _where(filters: dict[str, str]) -> Composed:
-    if not filters:
-        return Composed([])
-    return SQL(" WHERE ") + SQL(" AND ").join(
-        SQL("{} = {}").format(Identifier(c), Placeholder(c)) for c in filters
+def _where(filters: dict[str, str], ranges: Mapping[str, datetime] | None = None) -> Composed:
+    conditions = [SQL("{} = {}").format(Identifier(c), Placeholder(c)) for c in filters]
+    conditions.extend(
+        SQL("created_at " + RANGE_OPERATORS[bound] + " {}").format(Placeholder(bound))
+        for bound in ranges or {}
     )
+    if not conditions:
+        return Composed([])
+    return SQL(" WHERE ") + SQL(" AND ").join(conditions)
 
 
 def _jsonb(value: Any) -> Jsonb | None:

@@ -25,9 +25,12 @@ from conversa.adapters.readmodel.columns import (
     DUE_INDEX_COLUMNS,
     INDEXES,
     MUTABLE,
+    RANGE_OPERATORS,
     TABLE,
+    bounded_page,
     counted_filters,
     query_filters,
+    query_ranges,
     row_from_record,
     row_params,
 )
@@ -295,7 +298,7 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             rows = [_row(r) for r in curs.fetchall()]
             curs.execute(total_sql, params)
             total = curs.fetchone()[0]
-        return MessagePage(rows=rows, total=int(total))
+        return bounded_page(rows, int(total), query)
 
     def plans(self, query: MessageQuery) -> list[str]:
         """The query plans of the list's two statements."""
@@ -362,20 +365,26 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
 
 def _list_statements(query: MessageQuery) -> tuple[tuple[str, str], dict[str, Any]]:
     filters = query_filters(query)
+    ranges = query_ranges(query)
     params: dict[str, Any] = {
         **filters,
+        **{bound: _timestamp(moment) for bound, moment in ranges.items()},
         "limit": query.per_page,
         "offset": (query.page - 1) * query.per_page,
+        "count_limit": (query.count_limit or 0) + 1,
     }
+    where = _where(filters, ranges)
     rows = (
-        f"SELECT * FROM {TABLE}{_where(filters)} "
+        f"SELECT * FROM {TABLE}{where} "
         "ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"
     )
     counted = counted_filters(query)
     if counted is not None:
         total = f"SELECT coalesce(sum(n), 0) FROM {COUNTS_TABLE}{_where(counted)}"
+    elif query.count_limit is not None:
+        total = f"SELECT count(*) FROM (SELECT 1 FROM {TABLE}{where} LIMIT :count_limit)"
     else:
-        total = f"SELECT count(*) FROM {TABLE}{_where(filters)}"
+        total = f"SELECT count(*) FROM {TABLE}{where}"
     return (rows, total), params
 
 
@@ -384,8 +393,10 @@ def _raw(cursor: Any) -> sqlite3.Cursor:
     return cast(sqlite3.Cursor, cursor.sqlite_cursor)
 
 
-def _where(filters: dict[str, str]) -> str:
-    return (" WHERE " + " AND ".join(f"{c} = :{c}" for c in filters)) if filters else ""
+def _where(filters: dict[str, str], ranges: Mapping[str, datetime] | None = None) -> str:
+    conditions = [f"{c} = :{c}" for c in filters]
+    conditions.extend(f"created_at {RANGE_OPERATORS[b]} :{b}" for b in ranges or {})
+    return (" WHERE " + " AND ".join(conditions)) if conditions else ""
 
 
 def _check_found(found: int, expected: int) -> None:

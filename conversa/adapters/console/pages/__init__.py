@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute
 
 from conversa.adapters.console.pages import (
     conversations,
+    message,
     messages,
     overview,
     recipients,
@@ -20,6 +21,7 @@ from conversa.adapters.console.pages import (
 ROUTES: list[BaseRoute] = [
     *session.ROUTES,
     *messages.ROUTES,
+    *message.ROUTES,
     *conversations.ROUTES,
     *recipients.ROUTES,
     *overview.ROUTES,

@@ -24,7 +24,7 @@ REASONS = {
 
 def may_use_console(token: TokenInfo) -> bool:
     """Whether the token was created with ``conversa token create NAME --console``."""
-    return bool(getattr(token, "console", False))
+    return token.console
 
 
 async def home(_request: Request) -> Response:
