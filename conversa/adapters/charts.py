@@ -31,17 +31,16 @@ class Series:
     colour: str  # an SVG colour: "#2563eb"
 
 
-def nice_ceiling(value: float) -> int:
-    """The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least ``value``
-    (1 for nothing): the top of the y axis."""
-    if value <= 1:
-        return 1
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        top = step * power
-        if top >= value:
-            return int(math.ceil(top))  # noqa: RUF046 - step may be 2.5
-    return int(10 * power)  # pragma: no cover - 10 * power always qualifies
+def axis(largest: float) -> tuple[int, int]:
+    """The top of the y axis and the step between its ticks for values up to ``largest``:
+    the step is 1, 2 or 5 times a power of ten, at least a quarter of the largest value,
+    and the top the first multiple of the step that holds it (at most five ticks)."""
+    if largest <= 0:
+        return 1, 1
+    rough = largest / 4
+    power = 10 ** math.floor(math.log10(rough)) if rough >= 1 else 1
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    return int(step * math.ceil(largest / step)), int(step)
 
 
 def bar_chart(
@@ -58,7 +57,7 @@ def bar_chart(
     for s in series:
         if len(s.values) != len(labels):
             raise ValueError(f"series {s.name!r} has {len(s.values)} values for {len(labels)}")
-    top = nice_ceiling(max((v for s in series for v in s.values), default=0))
+    top, step = axis(max((v for s in series for v in s.values), default=0))
     plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT
     plot_h = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
     base_y = MARGIN_TOP + plot_h
@@ -69,18 +68,16 @@ def bar_chart(
         f'<title id="{cid}-title">{escape(title)}</title>',
         f'<desc id="{cid}-desc">{escape(description)}</desc>',
     ]
-    # The y axis: four round ticks and their grid lines.
-    for i in range(5):
-        value = top * i / 4
-        y = base_y - plot_h * i / 4
-        text = f"{value:g}" if value != int(value) else str(int(value))
+    # The y axis: a tick and a grid line at every step.
+    for value in range(0, top + 1, step):
+        y = base_y - plot_h * value / top
         parts.append(
             f'<line x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{WIDTH - MARGIN_RIGHT}" y2="{y:.1f}" '
             f'stroke="#d4d4d8" stroke-width="1"/>'
         )
         parts.append(
             f'<text x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" '
-            f'font-size="11" fill="#52525b">{escape(text)}</text>'
+            f'font-size="11" fill="#52525b">{value}</text>'
         )
     group_w = plot_w / max(len(labels), 1)
     bar_w = group_w * 0.8 / max(len(series), 1)
@@ -112,7 +109,7 @@ def bar_chart(
         parts.append(
             f'<text x="{x + 16}" y="18" font-size="12" fill="#27272a">{escape(s.name)}</text>'
         )
-        x += 24 + 8 * len(s.name)
+        x += 28 + 7 * len(s.name)
     parts.append("</svg>")
     return "".join(parts)
 

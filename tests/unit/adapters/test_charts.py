@@ -7,24 +7,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conversa.adapters.charts import Series, bar_chart, hourly_activity_chart, nice_ceiling
+from conversa.adapters.charts import Series, axis, bar_chart, hourly_activity_chart
 from conversa.app.overview import HourTotals
 
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def test_nice_ceilings() -> None:
-    assert [nice_ceiling(v) for v in (0, 1, 3, 7, 10, 11, 240, 251, 999)] == [
-        1,
-        1,
-        5,
-        10,
-        10,
-        20,
-        250,
-        500,
-        1000,
-    ]
+def test_axes_have_round_steps_and_at_most_five_ticks() -> None:
+    cases = {0: (1, 1), 1: (1, 1), 3: (3, 1), 4: (4, 1), 5: (6, 2), 11: (15, 5), 240: (300, 100)}
+    for largest, expected in cases.items():
+        assert axis(largest) == expected, largest
+    for largest in (7, 99, 1234, 915_856):
+        top, step = axis(largest)
+        assert top >= largest and top // step <= 5 and top % step == 0
 
 
 def test_bars_are_in_proportion_with_labels_title_and_description() -> None:

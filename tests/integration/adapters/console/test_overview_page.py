@@ -48,7 +48,7 @@ def test_the_overview_shows_the_day_and_replays_a_dead_letter(
             assert "script-src 'self'" in page.headers["content-security-policy"]
             assert '<svg xmlns="http://www.w3.org/2000/svg"' in html
             assert '<title id="hourly-title">' in html
-            assert re.search(r'<span class="figure sent">\s*3\s*</span>', html)
+            assert re.search(r'id="total-sent">\s*3\s*</span>', html)
             assert '<th scope="row">log</th>' in html  # the driver's row
             assert f"dead-letters/{letter.id}/replay" in html
             assert letter.event["message_id"] == str(sent[0].message_id)
