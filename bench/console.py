@@ -52,12 +52,29 @@ PAGES: tuple[tuple[str, str], ...] = (
         "/conversa/console/messages?channel=whatsapp&status=delivered",
     ),
     ("messages, direction=outbound", "/conversa/console/messages?direction=outbound"),
-    ("messages, page 400 (offset 10,000)", "/conversa/console/messages?page=400"),
-    ("messages, page 4000 (offset 100,000)", "/conversa/console/messages?page=4000"),
-    ("messages, number (national spelling)", "/conversa/console/messages?to=(202)%20555-0042"),
-    ("messages, number (E.164)", "/conversa/console/messages?to=%2B12025550042"),
+    ("messages, driver=log", "/conversa/console/messages?driver=log"),
+    ("messages, page 200 (offset 10,000)", "/conversa/console/messages?page=200"),
+    ("messages, page 2000 (offset 100,000)", "/conversa/console/messages?page=2000"),
+    ("messages, page 10000 (offset 500,000)", "/conversa/console/messages?page=10000"),
+    (
+        "messages, number (+1 (202) 555-0042)",
+        "/conversa/console/messages?number=%2B1%20(202)%20555-0042",
+    ),
+    ("messages, number (E.164)", "/conversa/console/messages?number=%2B12025550042"),
     ("overview", "/conversa/console/overview"),
 )
+
+
+def time_range_page(now: datetime) -> tuple[str, str]:
+    """One hour, twelve hours ago (about 42,000 messages)."""
+    since = (now - timedelta(hours=12)).replace(microsecond=0, tzinfo=None).isoformat()
+    until = (now - timedelta(hours=11)).replace(microsecond=0, tzinfo=None).isoformat()
+    return (
+        "messages, one hour's time range",
+        f"/conversa/console/messages?since={since}&until={until}",
+    )
+
+
 QUERIES: tuple[tuple[str, MessageQuery], ...] = (
     ("first page", MessageQuery()),
     ("status=failed", MessageQuery(status="failed")),
@@ -149,7 +166,7 @@ def report(service: ConversaService, runs: int) -> None:
 
     print(f"\nconsole pages, server-side, in-process (median of {runs}, ms):")
     with signed_in_client(service) as client:
-        for label, path in PAGES:
+        for label, path in (*PAGES, time_range_page(datetime.now(UTC))):
 
             def get(path: str = path) -> object:
                 response = client.get(path)
@@ -159,7 +176,12 @@ def report(service: ConversaService, runs: int) -> None:
                 return response
 
             median, low, high = timed(get, runs)
-            print(f"  {label:<45} {median:7.1f}   (min {low:.1f}, max {high:.1f})", flush=True)
+            # The rows it showed: a page that only says what was wrong would be fast too.
+            rows = client.get(path).text.count("<tr data-id=")
+            print(
+                f"  {label:<45} {median:7.1f}   (min {low:.1f}, max {high:.1f}), {rows} rows",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
