@@ -17,6 +17,7 @@ the figures (BENCHMARKS.md keeps them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
 import statistics
 import sys
@@ -30,10 +31,11 @@ if __package__ in (None, ""):  # run as a file: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
+from psycopg import sql
 from pydantic import SecretStr
 
 from bench import seed
-from bench._db import bench_settings, scratch_database
+from bench._db import _libpq_url, _with_database, bench_settings, scratch_database, server_url
 from bench._stats import quiet_logging
 from bench.console_session import signed_in_client
 from conversa.adapters.persistence import PostgresBackend
@@ -118,8 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.console", description=__doc__)
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--keep",
+        metavar="NAME",
+        help="use (and keep) the database NAME, seeded only while its read model is empty, "
+        "instead of a scratch database: later runs skip the seeding",
+    )
     args = parser.parse_args(argv)
-    with scratch_database() as url:
+    with _database(args.keep) as url:
         # A console key of this run only (else a key file lands in the working directory).
         settings = bench_settings(url).model_copy(
             update={"console_secret": SecretStr(secrets.token_hex(32))}
@@ -127,19 +135,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrate(settings)
         conninfo = PostgresBackend(url).conninfo()
         with bootstrap(settings) as service, quiet_logging():
-            print(f"seeding {args.messages:,} messages over the last 24 hours ...", flush=True)
-            started = time.perf_counter()
-            events = seed.EventCopier(service.app, conninfo).copy(
-                spread_messages(args.messages, datetime.now(UTC))
-            )
-            seeded = time.perf_counter()
-            print(f"  {events:,} events in {seeded - started:.0f} s", flush=True)
-            service.projector().rebuild()
-            print(f"  read model rebuilt in {time.perf_counter() - seeded:.0f} s", flush=True)
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                conn.execute("VACUUM ANALYZE")
+            if service.list_messages(MessageQuery(per_page=1)).total == 0:
+                _seed(service, conninfo, args.messages)
             report(service, args.runs)
     return 0
+
+
+@contextlib.contextmanager
+def _database(keep: str | None) -> Iterator[str]:
+    if keep is None:
+        with scratch_database() as url:
+            yield url
+        return
+    base = server_url()
+    with psycopg.connect(_libpq_url(base), autocommit=True) as admin:
+        found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (keep,)).fetchone()
+        if found is None:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(keep)))
+    yield _with_database(base, keep)
+
+
+def _seed(service: ConversaService, conninfo: str, messages: int) -> None:
+    print(f"seeding {messages:,} messages over the last 24 hours ...", flush=True)
+    started = time.perf_counter()
+    events = seed.EventCopier(service.app, conninfo).copy(
+        spread_messages(messages, datetime.now(UTC))
+    )
+    seeded = time.perf_counter()
+    print(f"  {events:,} events in {seeded - started:.0f} s", flush=True)
+    service.projector().rebuild()
+    print(f"  read model rebuilt in {time.perf_counter() - seeded:.0f} s", flush=True)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
 
 
 def report(service: ConversaService, runs: int) -> None:
@@ -165,7 +192,7 @@ def report(service: ConversaService, runs: int) -> None:
         print(f"  {label:<45} {median:7.1f}   (min {low:.1f}, max {high:.1f})", flush=True)
 
     print(f"\nconsole pages, server-side, in-process (median of {runs}, ms):")
-    with signed_in_client(service) as client:
+    with signed_in_client(service, f"bench-operator-{secrets.token_hex(4)}") as client:
         for label, path in (*PAGES, time_range_page(datetime.now(UTC))):
 
             def get(path: str = path) -> object:
