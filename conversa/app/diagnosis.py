@@ -44,12 +44,20 @@ def diagnose(
         checks.insert(0, Check("database", False, _first_line(error)))
         return checks
     with service:
-        checks.insert(0, Check("database", True, f"{service.backend.kind}, schema current"))
-        checks.insert(1, _projection_check(service))
-        checks.insert(2, _unmatched_reports_check(service))
-        checks.insert(3, _dead_letters_check(service))
-        checks[4:4] = _driver_checks(service)
+        checks[0:0] = service_checks(service)
     return checks
+
+
+def service_checks(service: ConversaService) -> list[Check]:
+    """The checks an open service can answer (database, projection, reports, subscribers,
+    drivers), without opening or closing anything: what the console's overview shows."""
+    return [
+        Check("database", True, f"{service.backend.kind}, schema current"),
+        _projection_check(service),
+        _unmatched_reports_check(service),
+        _dead_letters_check(service),
+        *_driver_checks(service),
+    ]
 
 
 def _projection_check(service: ConversaService) -> Check:

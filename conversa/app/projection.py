@@ -332,6 +332,8 @@ class RowChanges:
     #: ``from`` moves once its driver says which number it sent from): the view computes
     #: them again from their rows. Other updates change no conversation.
     conversations: set[UUID] = field(default_factory=set)
+    #: How each hourly counter (:mod:`conversa.app.hourly`) changes; no zero entries.
+    hourly: dict[HourKey, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.created or self.updated or self.removed)
@@ -365,10 +367,22 @@ class MessagesView(TrackingRecorder):
         chunk at a time."""
 
     @abstractmethod
-    def replace_all(self, rows: Iterable[MessageRow], tracking: Tracking | None) -> int:
+    def replace_all(
+        self,
+        rows: Iterable[MessageRow],
+        tracking: Tracking | None,
+        hourly: Mapping[HourKey, int] | None = None,
+    ) -> int:
         """Make ``rows`` the whole table, the counters theirs and the position
         ``tracking`` (none: forget it), atomically; return how many rows. Until the
-        change commits, readers see the table as it was."""
+        change commits, readers see the table as it was. ``hourly``, read once ``rows``
+        are exhausted (a rebuild fills it while it folds them), replaces the hourly
+        counters (None: they are emptied)."""
+
+    @abstractmethod
+    def hourly(self, since: int) -> dict[HourKey, int]:
+        """The hourly counters (non-zero ones) of hours ``since`` (hours since the epoch)
+        and later, read over the counters' primary key."""
 
     @abstractmethod
     def due(self, now: datetime, limit: int) -> list[UUID]:
@@ -406,6 +420,9 @@ class MessagesView(TrackingRecorder):
     def all_conversations(self) -> list[ConversationRow]:
         """Every conversation, ordered by id (for comparisons)."""
 
+
+#: (hour since the epoch, kind, channel, driver, detail): one hourly counter.
+HourKey = tuple[int, str, str, str, str]
 
 #: A stored event as a rebuild reads it, not decoded: originator id, version, topic and
 #: state.

@@ -23,10 +23,12 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from conversa.app.application import ConversaApp
+from conversa.app.hourly import count_changes
 from conversa.app.ports import EventSignal, StopSignal
 from conversa.app.projection import (
     CREATING,
     EventFacts,
+    HourKey,
     MessageRow,
     MessagesView,
     ProjectionOutOfSequence,
@@ -177,6 +179,7 @@ class Projector:
                 # message finished), needed again: make it what a rebuild would have.
                 row = self._row_before(message_id, events[0].version)
                 folded.rebuilt.append(message_id)
+            count_changes(row, events, folded.changes.hourly, keep_finished=self.keep_finished)
             row = fold_facts(row, events)
             # Without the message log, a row goes once its message leaves queued.
             rows[message_id] = row if self._kept(row) else None
@@ -207,6 +210,7 @@ class Projector:
                 key = count_key(new)
                 counts[key] = counts.get(key, 0) + 1
         changes.counts = {key: n for key, n in counts.items() if n}
+        changes.hourly = {key: n for key, n in changes.hourly.items() if n}
         return folded
 
     def _row_before(self, message_id: UUID, version: int) -> MessageRow | None:
@@ -253,6 +257,8 @@ class Projector:
         """
         head = self.app.recorder.max_notification_id() or 0
         events = 0
+        hourly: dict[HourKey, int] = {}
+        keep_finished = self.keep_finished
 
         def rows() -> Iterator[MessageRow]:
             nonlocal events
@@ -270,12 +276,14 @@ class Projector:
                         continue
                     if originator_id != current_id:
                         if current:
+                            count_changes(None, current, hourly, keep_finished=keep_finished)
                             row = fold_facts(None, current)
                             if kept(row):
                                 yield row
                         current, current_id = [], originator_id
                     current.append(facts)
             if current:
+                count_changes(None, current, hourly, keep_finished=keep_finished)
                 row = fold_facts(None, current)
                 if kept(row):
                     yield row
@@ -286,7 +294,7 @@ class Projector:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            self.view.replace_all(rows(), tracking)
+            self.view.replace_all(rows(), tracking, hourly)
         finally:
             if collecting:
                 gc.enable()

@@ -31,7 +31,7 @@ from conversa.domain.inbound import InboundMessage
 from conversa.domain.message import Message
 
 _QUEUED_FIELDS = ("channel", "sender", "driver", "idempotency_key")
-_FAILED_FIELDS = ("code", "message", "status", "source")
+_FAILED_FIELDS = ("code", "message", "status", "source", "driver")
 _NO_FIELDS: dict[str, Any] = {}
 
 
@@ -108,6 +108,7 @@ class StoredFactsReader:
                     "provider_message_id": _text(data["provider_message_id"]),
                     "source": _text(data["source"]),
                     "sender": _text(data["sender"]),
+                    "driver": _text(data["driver"]),
                 }
             elif kind == "queued":
                 fields = self._queued(data)

@@ -24,6 +24,7 @@ from psycopg.rows import DictRow, tuple_row
 from psycopg.sql import SQL, Composable, Composed, Identifier, Placeholder
 from psycopg.types.json import Jsonb, set_json_dumps
 
+from conversa.adapters.readmodel import hourly as hourly_sql
 from conversa.adapters.readmodel.columns import (
     COLUMNS,
     COUNTS_TABLE,
@@ -52,6 +53,7 @@ from conversa.app.application import ConversaApp
 from conversa.app.conversations import ConversationPage, ConversationQuery, ConversationRow
 from conversa.app.projection import (
     COUNTED,
+    HourKey,
     MessagePage,
     MessageQuery,
     MessageRow,
@@ -172,6 +174,7 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
         self.tracking = Identifier(schema, self.tracking_table_name)
         self.events = Identifier(schema, EVENTS_TABLE)
         self.conversations_table = Identifier(schema, CONVERSATIONS)
+        self.hourly_table = hourly_sql.pg_table(schema)
         self.sql_create_statements.append(
             SQL(_create_table(primary_key=True)).format(table=self.table)
         )
@@ -180,6 +183,7 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
         self.sql_create_statements.extend(
             _index(name, columns, self.table) for name, columns in _all_indexes().items()
         )
+        self.sql_create_statements.append(hourly_sql.pg_create(self.hourly_table))
         self.insert = SQL(
             "INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) "
             "ON CONFLICT (id) DO NOTHING"
@@ -276,6 +280,7 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
                         list(changes.counts.values()),
                     ],
                 )
+            hourly_sql.pg_add(curs, self.hourly_table, changes.hourly)
             touched = sorted(changes.conversations)
             if touched:
                 # Computed again from their rows (one that has none left goes).
@@ -332,7 +337,12 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             while chunk := cursor.fetchmany(READ_CHUNK):
                 yield chunk
 
-    def replace_all(self, rows: Iterable[MessageRow], tracking: Tracking | None) -> int:
+    def replace_all(
+        self,
+        rows: Iterable[MessageRow],
+        tracking: Tracking | None,
+        hourly: Mapping[HourKey, int] | None = None,
+    ) -> int:
         new = Identifier(self.datastore.schema, REBUILD_TABLE)
         written = 0
         started = time.perf_counter()
@@ -382,6 +392,7 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             curs.execute(SQL(FILL_COUNTS).format(counts=self.counts, table=self.table))
             curs.execute(SQL("DELETE FROM {}").format(self.conversations_table))
             curs.execute(self._fill_conversations(""))
+            hourly_sql.pg_replace(curs, self.hourly_table, hourly)
             curs.execute(
                 SQL("DELETE FROM {tracking} WHERE application_name = %s").format(
                     tracking=self.tracking
@@ -455,10 +466,18 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             "offset": (query.page - 1) * query.per_page,
             "count_limit": (query.count_limit or 0) + 1,
         }
+        # The page's ids first, then their rows (a "deferred join"): the ids come from an
+        # index-only scan of the filter's index, so a deep page skips its offset over the
+        # index alone instead of fetching every skipped row from the table (page 2,000 of
+        # 50 rows: 0.7 s before, a few tens of ms after, with a million messages).
         rows = (
-            SQL("SELECT * FROM {table}").format(table=self.table)
+            SQL("SELECT t.* FROM (SELECT id, created_at FROM {table}").format(table=self.table)
             + _where(filters, ranges)
-            + SQL(" ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s")
+            + SQL(
+                " ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s) AS page"
+                " JOIN {table} AS t ON t.id = page.id"
+                " ORDER BY page.created_at DESC, page.id DESC"
+            ).format(table=self.table)
         )
         counted = counted_filters(query)
         if counted is not None:
@@ -485,6 +504,10 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(SQL("SELECT * FROM {counts} WHERE n <> 0").format(counts=self.counts))
             return {tuple(r[c] for c in COUNTED): int(r["n"]) for r in curs.fetchall()}
+
+    def hourly(self, since: int) -> dict[HourKey, int]:
+        with self.datastore.transaction(commit=False) as curs:
+            return hourly_sql.pg_read(curs, self.hourly_table, since)
 
     def all_rows(self) -> list[MessageRow]:
         with self.datastore.transaction(commit=False) as curs:

@@ -17,6 +17,7 @@ import orjson
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteTrackingRecorder
 
+from conversa.adapters.readmodel import hourly as hourly_sql
 from conversa.adapters.readmodel.columns import (
     COLUMNS,
     COUNTS_TABLE,
@@ -46,6 +47,7 @@ from conversa.app.application import ConversaApp
 from conversa.app.conversations import ConversationPage, ConversationQuery, ConversationRow
 from conversa.app.projection import (
     COUNTED,
+    HourKey,
     MessagePage,
     MessageQuery,
     MessageRow,
@@ -141,6 +143,7 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             f"CREATE INDEX IF NOT EXISTS {name} ON {TABLE} ({columns})"
             for name, columns in {**INDEXES, DUE_INDEX: DUE_INDEX_COLUMNS}.items()
         )
+        statements.append(hourly_sql.SQLITE_CREATE)
         return statements
 
     def create_table(self) -> None:
@@ -207,6 +210,7 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             _check_found(deleted, len(keys))
             if changes.counts:
                 curs.executemany(COUNT, [(*key, n) for key, n in changes.counts.items()])
+            hourly_sql.sqlite_add(curs, changes.hourly)
             touched = sorted(str(i) for i in changes.conversations)
             for start in range(0, len(touched), CHUNK):
                 chunk = touched[start : start + CHUNK]
@@ -241,7 +245,12 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
                     (UUID(i), version, topic, bytes(state)) for i, version, topic, state in records
                 ]
 
-    def replace_all(self, rows: Iterable[MessageRow], tracking: Tracking | None) -> int:
+    def replace_all(
+        self,
+        rows: Iterable[MessageRow],
+        tracking: Tracking | None,
+        hourly: Mapping[HourKey, int] | None = None,
+    ) -> int:
         written = 0
 
         def params() -> Iterator[dict[str, Any]]:
@@ -258,6 +267,7 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             curs.execute(FILL_COUNTS)
             curs.execute(f"DELETE FROM {CONVERSATIONS}")
             curs.execute(FILL_CONVERSATIONS.format(where=""))
+            hourly_sql.sqlite_replace(curs, hourly)
             curs.execute(
                 "DELETE FROM tracking WHERE application_name = ?",
                 (ConversaApp.name if tracking is None else tracking.application_name,),
@@ -299,6 +309,10 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
                 curs.execute("EXPLAIN QUERY PLAN " + statement, params)
                 plans.append("\n".join(str(r[-1]) for r in curs.fetchall()))
         return plans
+
+    def hourly(self, since: int) -> dict[HourKey, int]:
+        with self.datastore.transaction(commit=False) as curs:
+            return hourly_sql.sqlite_read(curs, since)
 
     def counters(self) -> dict[tuple[str, ...], int]:
         with self.datastore.transaction(commit=False) as curs:

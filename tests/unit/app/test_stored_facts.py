@@ -95,8 +95,8 @@ def needed(facts: EventFacts) -> set[str]:
         },
         "retried": {"code", "message", "next_attempt_at"},
         "attempt_started": {"lease_until"},
-        "sent": {"provider_message_id", "source", "sender"},
-        "failed": {"code", "message", "status", "source"},
+        "sent": {"provider_message_id", "source", "sender", "driver"},
+        "failed": {"code", "message", "status", "source", "driver"},
     }.get(facts.kind, set())
 
 
