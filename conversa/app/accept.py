@@ -173,6 +173,7 @@ class Acceptor:
                 content = parse_content(
                     {"body": item.get("body"), "template": item.get("template")}, channel
                 )
+                service._check_window(channel, recipient, content, reply)
                 key: str | None = options.get("idempotency_key")
                 driver = service.drivers[channel]
                 message_id = message_id_for(scope, key)

@@ -8,7 +8,7 @@ from uuid import uuid4
 from conversa.app.bootstrap import bootstrap, migrate
 from conversa.app.inbound import InboundReport
 from conversa.domain.channel import Channel
-from conversa.domain.errors import InvalidRequest
+from conversa.domain.errors import InvalidRequest, OutsideServiceWindow
 from conversa.domain.inbound import conversation_id_for, inbound_message_id_for
 from tests.fakes.inbound import BUSINESS, CONTACT
 from tests.fakes.providers import WHATSAPP_PHONE_ID, WHATSAPP_TOKEN, FakeWhatsAppCloud
@@ -119,3 +119,30 @@ def test_replies_queued_for_the_dispatcher_and_in_a_batch(backend_url: str) -> N
             assert sorted(body["text"]["body"] for body in meta.sent) == ["Two left", "Yes"]
             assert [body["context"] for body in meta.sent] == [{"message_id": "wamid.ASYNC"}] * 2
             assert all(body["to"] == CONTACT for body in meta.sent)
+
+
+def test_the_service_window_is_checked_on_queued_and_batched_sends(backend_url: str) -> None:
+    """With the window check on, a free-form WhatsApp body to a contact who never wrote is
+    refused before anything is stored, however it is sent; a template goes out."""
+    settings = make_settings(backend_url, whatsapp_window_check="true", dispatch_poll_seconds="600")
+    migrate(settings)
+    with bootstrap(settings) as service:
+        before = service.app.recorder.max_notification_id()
+        body = {"body": "Hello, are you there?"}
+        try:
+            service.queue("whatsapp", CONTACT, body)
+        except OutsideServiceWindow as refused:
+            assert refused.field == "body"
+        else:
+            raise AssertionError("a queued body outside the window was accepted")
+        [outside, template] = service.send_batch(
+            [
+                {"channel": "whatsapp", "to": CONTACT, **body},
+                {"channel": "whatsapp", "to": CONTACT, "template": {"name": "hello"}},
+            ]
+        )
+        assert isinstance(outside.error, OutsideServiceWindow)
+        assert outside.error.code == "outside_customer_service_window"
+        assert template.result is not None and template.result.status == "queued"
+        # Only the template was recorded.
+        assert service.app.recorder.max_notification_id() == (before or 0) + 1
