@@ -35,9 +35,10 @@ run: install-runtime  ## migrate the embedded SQLite store and serve the API on 
 	$(BIN)/conversa migrate
 	$(BIN)/conversa serve --host $(HOST) --port $(PORT)
 
-test: install  ## the whole suite, against real PostgreSQL, SQLite and Redis
+test: install  ## the whole suite, against real PostgreSQL, SQLite and Redis, and a real browser
 	scripts/ensure-postgres
 	scripts/ensure-redis
+	scripts/ensure-chromium
 	$(PYTEST)
 
 test-unit: install
@@ -50,6 +51,7 @@ test-integration: install
 test-e2e: install
 	scripts/ensure-postgres
 	scripts/ensure-redis
+	scripts/ensure-chromium
 	$(PYTEST) tests/e2e
 
 lint: install
