@@ -54,6 +54,9 @@ def seeded_messages(count: int) -> Iterator[Message]:
             attempt_by=ATTEMPT_BY_REQUEST,
             reply_to=None,
             quote=None,
+            category="transactional",
+            consent_override=False,
+            scheduled_at=None,
         )
         message.record_accepted(f"log-{n}", {"driver": "log"})
         if n % 2 == 0:

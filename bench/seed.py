@@ -156,6 +156,9 @@ def domain_events(spec: MessageSpec) -> list[Any]:
         attempt_by=ATTEMPT_BY_REQUEST,
         reply_to=None,
         quote=None,
+        category="transactional",
+        consent_override=False,
+        scheduled_at=None,
     )
     if spec.outcome is Status.FAILED:
         message.record_attempt_failed("invalid_recipient", "the provider refused the number")

@@ -65,4 +65,7 @@ def queued_message(
         attempt_by=ATTEMPT_BY_REQUEST,
         reply_to=None,
         quote=None,
+        category="transactional",
+        consent_override=False,
+        scheduled_at=None,
     )

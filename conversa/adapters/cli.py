@@ -27,7 +27,7 @@ from conversa.app.outage import DATABASE_OUTAGE
 from conversa.app.provider_calls import SHUTDOWN_GRACE_SECONDS
 from conversa.app.service import ConversaService
 from conversa.app.settings import Settings, SettingsError
-from conversa.app.tokens import TokenNotFound
+from conversa.app.tokens import TokenInfo, TokenNotFound
 from conversa.app.worker import Worker
 from conversa.domain.errors import ConversaError, InvalidRequest
 
@@ -440,12 +440,20 @@ def token() -> None:
 
 @token.command(name="create")
 @click.argument("name")
-def token_create(name: str) -> None:
+@click.option("--console", is_flag=True, help="It may also sign in to the operator console.")
+@click.option(
+    "--allow-consent-override",
+    is_flag=True,
+    help='It may send with "consent": "ignore" (for legally required notices).',
+)
+def token_create(name: str, console: bool, allow_consent_override: bool) -> None:
     """Create a token and print its secret, which is shown this once only."""
     settings = load_settings()
     with opened_service(settings) as service:
         try:
-            info, secret = service.tokens.create(name)
+            info, secret = service.tokens.create(
+                name, console=console, allow_consent_override=allow_consent_override
+            )
         except InvalidRequest as error:
             fail(f"{error.field}: {error.message}", 2)
     # The secret alone goes to standard output, for `TOKEN=$(conversa token create NAME)`;
@@ -467,14 +475,33 @@ def token_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([t.as_dict() for t in tokens], indent=2))
         return
-    rows = [("NAME", "ID", "CREATED", "STATUS")]
+    rows = [("NAME", "ID", "CREATED", "STATUS", "PERMISSIONS")]
     rows += [
-        (t.name, str(t.id), t.created_at.strftime("%Y-%m-%d %H:%M:%SZ"), t.status) for t in tokens
+        (
+            t.name,
+            str(t.id),
+            t.created_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+            t.status,
+            _permissions(t),
+        )
+        for t in tokens
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, row[3]]))
+        click.echo("  ".join([*cells, row[4]]).rstrip())
+
+
+def _permissions(token: TokenInfo) -> str:
+    granted = [
+        name
+        for name, given in (
+            ("console", token.console),
+            ("consent-override", token.allow_consent_override),
+        )
+        if given
+    ]
+    return ",".join(granted) or "-"
 
 
 @token.command(name="revoke")

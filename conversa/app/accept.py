@@ -27,6 +27,7 @@ from eventsourcing.persistence import IntegrityError
 from conversa.app.messages import MessageNotFound, load_message
 from conversa.app.ports import OutboundMessage
 from conversa.app.results import SendResult
+from conversa.app.send_options import TERMS_OPTIONS, SendingTerms
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content, parse_content
 from conversa.domain.errors import ConversaError, IdempotencyKeyMismatch, InvalidRequest
@@ -46,7 +47,17 @@ MAX_BATCH = 1000
 CHUNK = MAX_BATCH
 #: The fields of a batch item: the single send's body, and its idempotency key.
 ITEM_FIELDS = frozenset(
-    {"channel", "to", "body", "template", "from", "meta", "idempotency_key", "fallback"}
+    {
+        "channel",
+        "to",
+        "body",
+        "template",
+        "from",
+        "meta",
+        "idempotency_key",
+        "fallback",
+        *TERMS_OPTIONS,
+    }
 )
 #: Where the dispatcher's position is kept, among the subscribers' positions.
 DRAIN_POSITION = "conversa:dispatcher"
@@ -127,7 +138,7 @@ class Acceptor:
                 options = _check_options(
                     {
                         k: item[k]
-                        for k in ("idempotency_key", "from", "meta", "fallback")
+                        for k in ("idempotency_key", "from", "meta", "fallback", *TERMS_OPTIONS)
                         if k in item
                     }
                 )
@@ -142,6 +153,7 @@ class Acceptor:
                 sender = options.get("from")
                 driver.validate(OutboundMessage(message_id, channel, recipient, sender, content))
                 fallback = service._fallback(options, channel, message_id, recipient, content)
+                terms = SendingTerms.of(options, now)
             except ConversaError as error:
                 outcomes[index] = BatchItemResult(index, error=error)
                 continue
@@ -172,6 +184,9 @@ class Acceptor:
                 attempt_by=ATTEMPT_BY_DISPATCHER,
                 reply_to=None,
                 quote=None,
+                category=terms.category.value,
+                consent_override=terms.consent_override,
+                scheduled_at=terms.scheduled_at,
             )
             if fallback is not None:
                 message.request_fallback(

@@ -53,6 +53,9 @@ class MessageState:
     reply_to: UUID | None = None
     #: An inbound message's attachments (None for an outbound one).
     media: list[dict[str, Any]] | None = None
+    #: An outbound message's category, and when it is to be attempted (None: at once).
+    category: str | None = None
+    scheduled_at: datetime | None = None
 
     @classmethod
     def of(cls, message: Message) -> MessageState:
@@ -83,6 +86,8 @@ class MessageState:
                 message.channel.value, business_number(message.sender), message.to.e164
             ),
             reply_to=message.reply_to,
+            category=message.category.value,
+            scheduled_at=message.scheduled_at,
         )
 
     @classmethod
@@ -158,6 +163,8 @@ class MessageState:
             meta=self.meta,
             conversation_id=None if self.conversation_id is None else str(self.conversation_id),
             reply_to=None if self.reply_to is None else str(self.reply_to),
+            category=self.category,
+            scheduled_at=None if self.scheduled_at is None else rfc3339(self.scheduled_at),
             created_at=rfc3339(self.created_at),
             updated_at=rfc3339(self.updated_at),
         )

@@ -55,6 +55,12 @@ from conversa.app.reporting import Reporter
 from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.results import MessageState, SendResult, rfc3339
 from conversa.app.retry import RetryPolicy
+from conversa.app.send_options import (
+    TERMS_OPTIONS,
+    SendingTerms,
+    check_terms,
+    fingerprint_terms,
+)
 from conversa.app.settings import Settings
 from conversa.app.subscribers import Handler, Subscription
 from conversa.app.telemetry import NoTelemetry, Telemetry
@@ -78,7 +84,9 @@ log = logging.getLogger(__name__)
 LOCAL_SCOPE = "local"
 MAX_IDEMPOTENCY_KEY = 255
 MAX_SENDER = 64
-SEND_OPTIONS = frozenset({"idempotency_key", "from", "meta", "fallback", "reply_to"})
+SEND_OPTIONS = frozenset(
+    {"idempotency_key", "from", "meta", "fallback", "reply_to", *TERMS_OPTIONS}
+)
 #: Where a new subscriber begins: after the events stored when it is registered, or at the
 #: first event ever stored.
 Start = Literal["now", "beginning"]
@@ -207,7 +215,10 @@ class ConversaService:
         """Record a message, hand it to the channel's driver once, and record the outcome.
 
         ``payload`` holds exactly one of ``body`` or ``template`` (``{"name",
-        "variables"}``); ``opts`` may hold ``idempotency_key``, ``from`` and ``meta``.
+        "variables"}``); ``opts`` may hold ``idempotency_key``, ``from``, ``meta``,
+        ``fallback``, ``reply_to``, ``category`` (``transactional`` or ``marketing``),
+        ``consent`` (``check`` or ``ignore``) and ``send_at`` (RFC 3339 or an aware
+        datetime).
         Invalid input raises :class:`~conversa.domain.errors.InvalidRequest` and stores
         nothing; a reused key with a different request raises ``IdempotencyKeyMismatch``.
         """
@@ -227,6 +238,7 @@ class ConversaService:
         store_body = self.settings.store_body
         fallback = self._fallback(options, parsed_channel, message_id, recipient, content)
         now = self.clock()
+        terms = SendingTerms.of(options, now)
         nonce = uuid4().hex  # tells this request's own write from another's
         message = Message(
             id=message_id,
@@ -248,6 +260,9 @@ class ConversaService:
             quote=reply.provider_message_id
             if reply is not None and reply.provider == "whatsapp_cloud"
             else None,
+            category=terms.category.value,
+            consent_override=terms.consent_override,
+            scheduled_at=terms.scheduled_at,
         )
         if fallback is not None:
             message.request_fallback(
@@ -718,6 +733,7 @@ def _check_options(opts: Mapping[str, Any]) -> dict[str, Any]:
     meta = options.get("meta")
     if meta is not None:
         check_meta(meta)
+    check_terms(options)
     return options
 
 
@@ -749,6 +765,7 @@ def _fingerprint(
     }
     if "fallback" in options:  # only then, so that earlier requests keep their digest
         described["fallback"] = options["fallback"]
+    described.update(fingerprint_terms(options))
     canonical = json.dumps(
         described,
         sort_keys=True,

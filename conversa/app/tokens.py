@@ -67,6 +67,10 @@ class TokenInfo:
     name: str
     created_at: datetime
     revoked_at: datetime | None
+    #: May sign in to the operator console.
+    console: bool = False
+    #: May send with ``"consent": "ignore"``.
+    allow_consent_override: bool = False
 
     @property
     def active(self) -> bool:
@@ -83,12 +87,19 @@ class TokenInfo:
             "status": self.status,
             "created_at": rfc3339(self.created_at),
             "revoked_at": rfc3339(self.revoked_at) if self.revoked_at else None,
+            "console": self.console,
+            "allow_consent_override": self.allow_consent_override,
         }
 
     @classmethod
     def of(cls, token: ApiToken) -> TokenInfo:
         return cls(
-            id=token.id, name=token.name, created_at=token.created_on, revoked_at=token.revoked_on
+            id=token.id,
+            name=token.name,
+            created_at=token.created_on,
+            revoked_at=token.revoked_on,
+            console=token.console,
+            allow_consent_override=token.allow_consent_override,
         )
 
 
@@ -96,15 +107,22 @@ class TokenService:
     def __init__(self, app: ConversaApp) -> None:
         self.app = app
 
-    def create(self, name: str) -> tuple[TokenInfo, str]:
+    def create(
+        self, name: str, *, console: bool = False, allow_consent_override: bool = False
+    ) -> tuple[TokenInfo, str]:
         """Make a token; return it and its secret, which is not kept and cannot be shown again.
+
+        ``console``: it may also sign in to the operator console; ``allow_consent_override``:
+        it may send with ``"consent": "ignore"``.
 
         Raises ``InvalidTokenName`` for a bad name and ``TokenNameTaken`` when a token of
         that name exists or ever existed; either way nothing is stored.
         """
         name = parse_token_name(name)
         secret = SECRET_PREFIX + secrets.token_urlsafe(SECRET_BYTES)
-        token, claim = ApiToken.issue(name, secret)
+        token, claim = ApiToken.issue(
+            name, secret, console=console, allow_consent_override=allow_consent_override
+        )
         try:
             # One transaction: the token is stored only if its name was free.
             self.app.save(token, claim)

@@ -12,6 +12,7 @@ from eventsourcing.domain import Aggregate, event
 from conversa.domain.channel import Channel
 from conversa.domain.content import Content
 from conversa.domain.phone import PhoneNumber
+from conversa.domain.sending import Category
 from conversa.domain.status import Status
 
 IDEMPOTENCY_NAMESPACE = uuid5(NAMESPACE_URL, "https://conversa.dev/idempotency")
@@ -46,9 +47,13 @@ class Message(Aggregate):
 
         Version 4 added ``reply_to``: the inbound message this one answers, and ``quote``:
         the provider's id of that message when the driver quotes it (Meta's
-        ``context.message_id``)."""
+        ``context.message_id``).
 
-        class_version = 4
+        Version 5 added ``category`` (``transactional`` or ``marketing``),
+        ``consent_override`` (sent with ``"consent": "ignore"``) and ``scheduled_at`` (not
+        attempted before then: a ``send_at``, or quiet hours)."""
+
+        class_version = 5
 
         channel: str
         to: PhoneNumber
@@ -63,6 +68,9 @@ class Message(Aggregate):
         attempt_by: str = ATTEMPT_BY_REQUEST
         reply_to: UUID | None = None
         quote: str | None = None
+        category: str = "transactional"
+        consent_override: bool = False
+        scheduled_at: datetime | None = None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -76,6 +84,12 @@ class Message(Aggregate):
         def upcast_v3_v4(state: dict[str, Any]) -> None:
             state["reply_to"] = None  # recorded before replies
             state["quote"] = None
+
+        @staticmethod
+        def upcast_v4_v5(state: dict[str, Any]) -> None:
+            state["category"] = "transactional"  # recorded before categories and schedules
+            state["consent_override"] = False
+            state["scheduled_at"] = None
 
     class AttemptStarted(Aggregate.Event):
         """A dispatcher claimed the next attempt; it may call the provider until the lease
@@ -200,8 +214,16 @@ class Message(Aggregate):
         attempt_by: str,
         reply_to: UUID | None = None,
         quote: str | None = None,
+        category: str = "transactional",
+        consent_override: bool = False,
+        scheduled_at: datetime | None = None,
     ) -> None:
         self.channel = Channel(channel)
+        self.category = Category(category)
+        #: Sent with ``"consent": "ignore"``: the consent check is skipped.
+        self.consent_override = consent_override
+        #: Not attempted before this moment (``send_at``, or quiet hours); None: at once.
+        self.scheduled_at = scheduled_at
         self.attempt_by = attempt_by
         #: The inbound message this one answers, and its provider id to quote.
         self.reply_to = reply_to

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -79,24 +80,58 @@ def token_name_id_for(name: str) -> UUID:
 
 class ApiToken(Aggregate):
     class Created(Aggregate.Created):
+        """Version 2 added the token's permissions beyond the application endpoints:
+        ``console``, signing in to the operator console, and ``allow_consent_override``,
+        sending with ``"consent": "ignore"`` (legally required notices)."""
+
+        class_version = 2
+
         name: str
+        console: bool = False
+        allow_consent_override: bool = False
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["console"] = False  # created before these permissions existed
+            state["allow_consent_override"] = False
 
     class Revoked(Aggregate.Event):
         """The token stops working, for good. Nothing is recorded after it."""
 
     @event(Created)
-    def __init__(self, *, id: UUID, name: str) -> None:  # noqa: ARG002 - the library takes id
+    def __init__(
+        self,
+        *,
+        id: UUID,  # noqa: ARG002 - the library takes id
+        name: str,
+        console: bool = False,
+        allow_consent_override: bool = False,
+    ) -> None:
         self.name = name
+        self.console = console
+        self.allow_consent_override = allow_consent_override
         self.revoked = False
 
     @classmethod
-    def issue(cls, name: str, secret: str) -> tuple[ApiToken, TokenName]:
+    def issue(
+        cls,
+        name: str,
+        secret: str,
+        *,
+        console: bool = False,
+        allow_consent_override: bool = False,
+    ) -> tuple[ApiToken, TokenName]:
         """A new token for ``secret``, and the index entry claiming its name.
 
         Save both in one ``Application.save`` call: that is what makes the name unique.
         """
         name = parse_token_name(name)
-        token = cls(id=token_id_for(secret), name=name)
+        token = cls(
+            id=token_id_for(secret),
+            name=name,
+            console=console,
+            allow_consent_override=allow_consent_override,
+        )
         return token, TokenName.claim(name, token.id)
 
     def revoke(self) -> bool:

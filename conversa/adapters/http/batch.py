@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from conversa.adapters.http.bodies import read_json_object
 from conversa.adapters.http.errors import invalid
-from conversa.adapters.http.messages import valid_idempotency_key
+from conversa.adapters.http.messages import check_consent_permission, valid_idempotency_key
 from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.state import application_request, http_state
 from conversa.app.accept import MAX_BATCH, BatchItemResult
@@ -35,6 +35,7 @@ async def send_batch(request: Request) -> Response:
         raise invalid("messages", "messages must be a list of message objects")
     if not 1 <= len(items) <= MAX_BATCH:
         raise invalid("messages", f"messages must hold 1 to {MAX_BATCH} messages")
+    check_consent_permission(context.token, items)
     refused: dict[int, InvalidRequest] = {}
     for index, item in enumerate(items):
         key = item.get("idempotency_key") if isinstance(item, dict) else None

@@ -9,13 +9,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from conversa.adapters.http.bodies import read_json_object
-from conversa.adapters.http.errors import invalid
+from conversa.adapters.http.errors import ApiError, invalid
 from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.responses import JsonResponse
 from conversa.adapters.http.state import ApplicationRequest, application_request, http_state
 from conversa.app.projection import MessageQuery
 from conversa.app.results import MessageState
+from conversa.app.send_options import TERMS_OPTIONS
 from conversa.app.service import MAX_IDEMPOTENCY_KEY, MessageNotFound
+from conversa.app.tokens import TokenInfo
 from conversa.domain.channel import Channel
 from conversa.domain.errors import InvalidPhoneNumber
 from conversa.domain.inbound import RECEIVED
@@ -24,7 +26,7 @@ from conversa.domain.status import Status
 
 MAX_SEND_BODY = 64 * 1024
 SEND_FIELDS = frozenset(
-    {"channel", "to", "body", "template", "from", "meta", "fallback", "reply_to"}
+    {"channel", "to", "body", "template", "from", "meta", "fallback", "reply_to", *TERMS_OPTIONS}
 )
 LIST_PARAMETERS = frozenset({"status", "channel", "to", "direction", "page", "per_page"})
 STATUSES = (*(s.value for s in Status), RECEIVED)
@@ -54,7 +56,9 @@ async def send_message(request: Request) -> JsonResponse:
         "meta": document.get("meta"),
         "fallback": document.get("fallback"),
         "reply_to": document.get("reply_to"),
+        **{name: document.get(name) for name in TERMS_OPTIONS},
     }
+    check_consent_permission(context.token, [document])
     state = http_state(request)
     if prefers_async(request):
         if document.get("reply_to") is not None:
@@ -77,6 +81,22 @@ async def send_message(request: Request) -> JsonResponse:
         )
     state.metrics.messages_sent.labels(result.message.channel, result.status).inc()
     return JsonResponse(result.message.as_dict(), status_code=201, headers={"Location": location})
+
+
+def check_consent_permission(token: TokenInfo, documents: list[object]) -> None:
+    """Only a token created with ``--allow-consent-override`` may send with ``"consent":
+    "ignore"``; another is refused (403) before anything is recorded."""
+    if token.allow_consent_override:
+        return
+    if any(isinstance(d, dict) and d.get("consent") == "ignore" for d in documents):
+        raise ApiError(
+            403,
+            "consent_override_not_allowed",
+            'this token may not send with "consent": "ignore"; create one with '
+            "`conversa token create NAME --allow-consent-override` for legally required "
+            "notices",
+            fields={"consent": "not allowed for this token"},
+        )
 
 
 def valid_idempotency_key(key: str) -> bool:

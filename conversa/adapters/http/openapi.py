@@ -18,6 +18,7 @@ from conversa.app.meta import MAX_META_BYTES, MAX_META_DEPTH
 from conversa.app.service import MAX_IDEMPOTENCY_KEY
 from conversa.domain.channel import Channel
 from conversa.domain.content import MAX_TEMPLATE_NAME, MAX_TEMPLATE_VARIABLES, MAX_VARIABLE_LENGTH
+from conversa.domain.sending import Category
 from conversa.domain.status import Status
 
 #: The query parameters of every paged list.
@@ -75,6 +76,10 @@ APPLICATION_UNAVAILABLE = _error(
     **{"Retry-After": RETRY_AFTER},
 )
 NULLABLE_STRING = {"type": "string", "nullable": True}
+CONSENT_OVERRIDE_NOT_ALLOWED = _error(
+    'consent_override_not_allowed: "consent": "ignore" from a token created without '
+    "--allow-consent-override"
+)
 
 TEMPLATE = {
     "type": "object",
@@ -87,6 +92,30 @@ TEMPLATE = {
             "maxItems": MAX_TEMPLATE_VARIABLES,
             "items": {"type": "string", "maxLength": MAX_VARIABLE_LENGTH},
         },
+    },
+}
+
+#: The sending terms, as the single send and each batch item take them.
+SENDING_TERMS: dict[str, Any] = {
+    "category": {
+        "type": "string",
+        "enum": [c.value for c in Category],
+        "default": "transactional",
+        "description": "marketing: quiet hours and marketing opt-outs apply",
+    },
+    "consent": {
+        "type": "string",
+        "enum": ["check", "ignore"],
+        "default": "check",
+        "description": "ignore: sent even to an opted-out recipient (legally required "
+        "notices); only a token created with --allow-consent-override may ask (else 403 "
+        "consent_override_not_allowed)",
+    },
+    "send_at": {
+        "type": "string",
+        "format": "date-time",
+        "description": "RFC 3339 with an offset, at most 35 days ahead: the message is queued "
+        "with scheduled_at and attempted then (a time already past: at once)",
     },
 }
 
@@ -125,6 +154,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": f"Any JSON object up to {MAX_META_BYTES} bytes and "
                 f"{MAX_META_DEPTH} levels of nesting, stored as given",
             },
+            **SENDING_TERMS,
             "reply_to": {
                 "type": "string",
                 "format": "uuid",
@@ -158,6 +188,7 @@ SCHEMAS: dict[str, Any] = {
             "template": _ref("Template"),
             "from": {"type": "string", "minLength": 1, "maxLength": 64},
             "meta": {"type": "object"},
+            **SENDING_TERMS,
             "idempotency_key": {
                 "type": "string",
                 "minLength": 1,
@@ -246,6 +277,18 @@ SCHEMAS: dict[str, Any] = {
             "created_at": {"type": "string", "format": "date-time"},
             "updated_at": {"type": "string", "format": "date-time"},
             "conversation_id": {**UUID_STRING, "nullable": True},
+            "category": {
+                "type": "string",
+                "nullable": True,
+                "enum": [*(c.value for c in Category), None],
+                "description": "Outbound: transactional or marketing",
+            },
+            "scheduled_at": {
+                "type": "string",
+                "format": "date-time",
+                "nullable": True,
+                "description": "When the message is to be attempted (send_at, or quiet hours)",
+            },
             "reply_to": {
                 **UUID_STRING,
                 "nullable": True,
@@ -448,6 +491,7 @@ PATHS: dict[str, Any] = {
                 },
                 "400": _error("Malformed JSON"),
                 "401": UNAUTHORIZED,
+                "403": CONSENT_OVERRIDE_NOT_ALLOWED,
                 "413": _error("Body over 64 KiB"),
                 "415": _error("Not a JSON body"),
                 "422": _error(
@@ -503,6 +547,7 @@ PATHS: dict[str, Any] = {
                 "202": _json(_ref("BatchResult"), "One result per item, in order"),
                 "400": _error("Malformed JSON"),
                 "401": UNAUTHORIZED,
+                "403": CONSENT_OVERRIDE_NOT_ALLOWED,
                 "413": _error("Body over 8 MiB"),
                 "415": _error("Not a JSON body"),
                 "422": _error(

@@ -41,15 +41,26 @@ def test_create_list_and_revoke_tokens(backend_url: str, tmp_path: Path) -> None
     assert secret not in created.stderr  # but the secret is never logged
     assert authenticates(backend_url, secret)
 
-    other = conversa("token", "create", "deploy", url=backend_url, cwd=tmp_path)
+    other = conversa(
+        "token",
+        "create",
+        "deploy",
+        "--console",
+        "--allow-consent-override",
+        url=backend_url,
+        cwd=tmp_path,
+    )
     assert other.returncode == 0, other.stderr
     other_secret = other.stdout.strip()
 
     listed = conversa("token", "list", url=backend_url, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     table = [line.split() for line in listed.stdout.splitlines()]
-    assert table[0] == ["NAME", "ID", "CREATED", "STATUS"]
-    assert [(row[0], row[-1]) for row in table[1:]] == [("ci-bot", "active"), ("deploy", "active")]
+    assert table[0] == ["NAME", "ID", "CREATED", "STATUS", "PERMISSIONS"]
+    assert [(row[0], row[-2], row[-1]) for row in table[1:]] == [
+        ("ci-bot", "active", "-"),
+        ("deploy", "active", "console,consent-override"),
+    ]
     assert secret not in listed.stdout and other_secret not in listed.stdout
 
     revoked = conversa("token", "revoke", "ci-bot", url=backend_url, cwd=tmp_path)
@@ -68,6 +79,10 @@ def test_create_list_and_revoke_tokens(backend_url: str, tmp_path: Path) -> None
         ("deploy", "active"),
     ]
     assert tokens[0]["revoked_at"] is not None and tokens[1]["revoked_at"] is None
+    assert [(t["console"], t["allow_consent_override"]) for t in tokens] == [
+        (False, False),
+        (True, True),
+    ]
     assert tokens[0]["created_at"].endswith("Z")
 
     unknown = conversa("token", "revoke", "nobody", url=backend_url, cwd=tmp_path)

@@ -218,6 +218,9 @@ def test_a_send_left_unfinished_by_a_crash_is_recovered_once(
             attempt_by=ATTEMPT_BY_REQUEST,
             reply_to=None,
             quote=None,
+            category="transactional",
+            consent_override=False,
+            scheduled_at=None,
         )
         service.app.save(crashed)
         assert tick(service) == 0  # its first attempt may still be in flight
