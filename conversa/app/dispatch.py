@@ -92,6 +92,20 @@ class Dispatcher:
         self.drain_runs: Callable[[], bool] | None = None
         self._drain_seen: tuple[float, bool] = (float("-inf"), False)
         self._drains: dict[UUID, datetime] = {}
+        #: Checks made at the moment of sending, before the provider is called (the
+        #: recipient's consent, say): each says why not to send, or None.
+        self.send_checks: list[Callable[[Message], DriverError | None]] = []
+
+    def refusal(self, message: Message) -> DriverError | None:
+        """Why this attempt must not call the provider, decided at the moment of sending:
+        every attempt comes through here (a synchronous send's, the drain's, the due
+        scan's: retries and scheduled sends), just before its driver is called. None:
+        go ahead."""
+        for check in self.send_checks:
+            error = check(message)
+            if error is not None:
+                return error
+        return None
 
     def attempt(self, message: Message, content: Content) -> Message:
         """Make the attempt ``message`` is claimed for, and record its outcome.
@@ -108,7 +122,10 @@ class Dispatcher:
         # attempt failed on, when another is healthy.
         driver = choose_driver(self.drivers[message.channel], outbound, message.last_driver)
         reason = driver.unavailable_reason(message.channel)
-        if reason is not None:
+        refused = self.refusal(message)
+        if refused is not None:
+            result = DriverResult(error=refused)
+        elif reason is not None:
             log.warning(
                 "driver_unavailable message_id=%s driver=%s: %s", message.id, driver.name, reason
             )
@@ -307,6 +324,7 @@ class Dispatcher:
         if (
             message.attempt_by == ATTEMPT_BY_DISPATCHER
             and message.version == 1
+            and message.scheduled_at is None  # the drain leaves scheduled ones to this scan
             and self._drain_runs()
         ):
             # Queued for the drain, which is behind by more than the lease (a large

@@ -219,6 +219,8 @@ class Drain:
             event = app.mapper.to_domain_event(notification)
             if not isinstance(event, Message.Queued) or event.attempt_by != ATTEMPT_BY_DISPATCHER:
                 continue  # a synchronous send: its request makes the attempt
+            if event.scheduled_at is not None:
+                continue  # scheduled: the due scan claims it when its time comes
             message = event.mutate(None)
             assert isinstance(message, Message)
             lane = self._pending.setdefault(message.driver, deque())
@@ -381,6 +383,10 @@ class Drain:
         # With a failover list, the member its breakers allow now: the outcome names it.
         driver = choose_driver(dispatcher.drivers[message.channel], outbound, message.last_driver)
         entry.driver = driver.name
+        refused = dispatcher.refusal(message)
+        if refused is not None:
+            entry.result = DriverResult(error=refused)
+            return
         reason = driver.unavailable_reason(message.channel)
         if reason is not None:
             log.warning(

@@ -174,7 +174,8 @@ class Worker:
                 stop.wait(ERROR_BACKOFF * 5)
                 continue
             if made == 0:
-                stop.wait(self.dispatch_interval)
+                # At most the scan interval; until the next scheduled attempt, if sooner.
+                self.service.wake_ups.wait(stop, self.dispatch_interval)
 
 
 class WhileHeld:
