@@ -183,3 +183,35 @@ def test_cancel_through_the_api(quiet_api: Api, twilio: FakeTwilio, clock: Clock
     listed = api.get("/conversa/messages?status=cancelled", headers=api.auth).json()
     assert [m["id"] for m in listed["data"]] == [tokyo["id"]]
     assert listed["meta"]["total"] == 1
+
+
+def test_a_replayed_scheduled_send_answers_the_scheduled_message(
+    quiet_api: Api, twilio: FakeTwilio
+) -> None:
+    api = quiet_api
+    request = {
+        "channel": "sms",
+        "to": BERLIN,
+        "body": "Your appointment is tomorrow at 10:00",
+        "send_at": "2026-12-08T08:00:00+01:00",
+    }
+    headers = {**api.auth, "Idempotency-Key": "reminder-42"}
+    first = api.post("/conversa/messages", json=request, headers=headers)
+    assert first.status_code == 201
+    assert (first.json()["status"], first.json()["scheduled_at"]) == (
+        "queued",
+        "2026-12-08T07:00:00Z",
+    )
+    again = api.post("/conversa/messages", json=request, headers=headers)
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    # The same key for another time is another request.
+    moved = api.post(
+        "/conversa/messages",
+        json={**request, "send_at": "2026-12-08T09:00:00+01:00"},
+        headers=headers,
+    )
+    assert moved.status_code == 422
+    assert moved.json()["error"]["code"] == "idempotency_key_mismatch"
+    assert twilio.calls == 0
