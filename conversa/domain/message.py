@@ -354,8 +354,8 @@ class Message(Aggregate):
         the first attempt is otherwise made without a claim, by that request alone."""
         if self.nonce is None or self.nonce != nonce or self.version != self.recorded_version:
             return False
-        if self.status is not Status.QUEUED:
-            return False
+        if self.status is not Status.QUEUED or self.scheduled_at is not None:
+            return False  # a scheduled one waits for the due scan, whoever recorded it
         self._attempt_started(self.attempts + 1, lease_until, driver)
         return True
 

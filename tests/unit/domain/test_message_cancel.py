@@ -30,6 +30,9 @@ def test_a_scheduled_message_is_claimed_only_by_the_due_scan_once_due() -> None:
     # The drain's claim (made at once for asynchronous sends) leaves it alone.
     assert not message.claim_queued(NOW + LEASE)
     assert not message.claim_attempt(AT - timedelta(seconds=1), AT + LEASE)
+    # Nor does the request that recorded it take it over after an outage hid its commit.
+    message.nonce = "mine"
+    assert not message.take_over_first_attempt("mine", NOW + LEASE)
     assert message.version == 1
     assert message.claim_attempt(AT, AT + LEASE)
     assert message.version == 2
