@@ -92,16 +92,17 @@ class QuietHours:
         # The first moment allowed everywhere is one where some zone's quiet period ends
         # (just before it, that zone was quiet): only those need looking at, and now.
         candidates = sorted({now, *(end for zone in zones for end in self._ends(zone, now))})
-        best: tuple[int, datetime] | None = None
         for candidate in candidates:
-            allowed = sum(not self._quiet_in(zone, candidate) for zone in zones)
-            if allowed == len(zones):
+            if not any(self._quiet_in(zone, candidate) for zone in zones):
                 return candidate
-            if best is None or allowed > best[0]:
-                best = (allowed, candidate)
         # No moment is allowed in all the zones: the first allowed in the most of them.
-        assert best is not None  # every zone's quiet period ends within the horizon
-        return best[1]
+        return max(
+            candidates,
+            key=lambda moment: (
+                sum(not self._quiet_in(zone, moment) for zone in zones),
+                -moment.timestamp(),
+            ),
+        )
 
     def _quiet_in(self, zone: tzinfo, moment: datetime) -> bool:
         return self.is_quiet_time(moment.astimezone(zone).time().replace(tzinfo=None))
@@ -118,10 +119,11 @@ class QuietHours:
         return ends
 
 
-def _wall_moments(day: date, wall: time, zone: tzinfo) -> list[datetime]:
+@lru_cache(maxsize=16_384)
+def _wall_moments(day: date, wall: time, zone: tzinfo) -> tuple[datetime, ...]:
     """The moments (UTC) when ``zone``'s clock shows ``wall`` on ``day``: one, two (an
     hour repeated when the clocks go back), or, when the clocks skip it, the moment they
-    jump past it."""
+    jump past it. Cached: a batch asks the same days of the same zones again and again."""
     found = []
     for fold in (0, 1):
         local = datetime.combine(day, wall, tzinfo=zone).replace(fold=fold)
@@ -129,7 +131,7 @@ def _wall_moments(day: date, wall: time, zone: tzinfo) -> list[datetime]:
         if moment.astimezone(zone).replace(tzinfo=None) == local.replace(tzinfo=None):
             found.append(moment)
     if found:
-        return found
+        return tuple(found)
     # Skipped: between the two readings of the wall time lies the jump; find it.
     early = datetime.combine(day, wall, tzinfo=zone).replace(fold=1).astimezone(UTC)
     late = datetime.combine(day, wall, tzinfo=zone).replace(fold=0).astimezone(UTC)
@@ -142,7 +144,7 @@ def _wall_moments(day: date, wall: time, zone: tzinfo) -> list[datetime]:
         else:
             early = middle
     # The clocks change on a whole second: the first one after ``early``.
-    return [early.replace(microsecond=0) + _RESOLUTION]
+    return (early.replace(microsecond=0) + _RESOLUTION,)
 
 
 @lru_cache(maxsize=65_536)
