@@ -23,6 +23,7 @@ version, so when they race the event store takes exactly one of them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,8 @@ from conversa.domain.phone import PhoneNumber
 from conversa.domain.quiet_hours import QuietHours
 from conversa.domain.sending import Category
 from conversa.domain.status import Status
+
+log = logging.getLogger(__name__)
 
 
 class AlreadyAttempted(ConversaError):
@@ -125,7 +128,11 @@ class WakeUps:
             expected = self._expected
             if expected is not None and expected <= now:
                 self._expected = expected = None
-        due = self.view.next_due(now)
+        try:
+            due = self.view.next_due(now)
+        except Exception as error:  # an outage: the scan interval, as before schedules
+            log.warning("could not read the next due attempt (%s)", type(error).__name__)
+            due = None
         moments = [m for m in (expected, due) if m is not None]
         if not moments:
             return interval
