@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
@@ -44,6 +44,9 @@ from conversa.domain.sending import Category
 from conversa.domain.status import Status
 
 log = logging.getLogger(__name__)
+
+#: A first attempt due sooner than this is made at once.
+AT_ONCE = timedelta(seconds=1)
 
 
 class AlreadyAttempted(ConversaError):
@@ -73,11 +76,16 @@ class Scheduler:
     ) -> datetime | None:
         """The moment of the first attempt, or None for at once: ``send_at`` when it lies
         ahead (one already past means at once), moved on past the recipient's quiet
-        hours for a marketing message. A transactional message is never held back."""
+        hours for a marketing message. A transactional message is never held back.
+
+        A moment less than a second ahead is at once too: the dispatcher keeps the time
+        to within a second anyway, and the request that records a message must have
+        finished writing it down (its content, with ``CONVERSA_STORE_BODY=false``)
+        before a dispatcher may claim it."""
         start = send_at if send_at is not None and send_at > now else now
         if category is Category.MARKETING and self.quiet_hours is not None:
             start = self.quiet_hours.next_allowed(to.e164, start)
-        return start if start > now else None
+        return start if start - now >= AT_ONCE else None
 
 
 def cancel_message(app: ConversaApp, writer: Writer, message_id: UUID) -> Message:
