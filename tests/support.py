@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from conversa.app.settings import Settings
 from conversa.domain.content import Body, Content
-from conversa.domain.message import ATTEMPT_BY_REQUEST, Message, message_id_for
+from conversa.domain.message import (
+    ATTEMPT_BY_DISPATCHER,
+    ATTEMPT_BY_REQUEST,
+    Message,
+    message_id_for,
+)
 from conversa.domain.phone import PhoneNumber
 
 
@@ -68,4 +74,34 @@ def queued_message(
         category="transactional",
         consent_override=False,
         scheduled_at=None,
+    )
+
+
+def scheduled_message(
+    at: datetime,
+    *,
+    to: str = "+4915112345678",
+    category: str = "marketing",
+    attempt_by: str = ATTEMPT_BY_DISPATCHER,
+) -> Message:
+    """A new Message scheduled for ``at`` (only its Queued event), as a send with
+    ``send_at`` (or one deferred by quiet hours) records it."""
+    return Message(
+        id=message_id_for("scope", f"scheduled {at.isoformat()} {to}"),
+        channel="sms",
+        to=PhoneNumber.parse(to),
+        sender=None,
+        content=Body("Winter sale: 20% off"),
+        driver="log",
+        meta={},
+        idempotency_key=None,
+        fingerprint="f",
+        next_attempt_at=at,
+        nonce=None,
+        attempt_by=attempt_by,
+        reply_to=None,
+        quote=None,
+        category=category,
+        consent_override=False,
+        scheduled_at=at,
     )

@@ -181,6 +181,9 @@ class Acceptor:
                 driver.validate(OutboundMessage(message_id, channel, recipient, sender, content))
                 fallback = service._fallback(options, channel, message_id, recipient, content)
                 terms = SendingTerms.of(options, now)
+                scheduled_at = service.scheduler.scheduled_at(
+                    terms.category, recipient, terms.scheduled_at, now
+                )
             except ConversaError as error:
                 outcomes[index] = BatchItemResult(index, error=error)
                 continue
@@ -206,18 +209,21 @@ class Acceptor:
                 fingerprint=fingerprint,
                 # The dispatcher claims it at once; if none runs, any worker's due scan
                 # takes it once this passes (as it recovers an attempt a crash cut short).
-                next_attempt_at=lease_until,
+                # A scheduled one: the due scan, when its time comes (app/scheduling.py).
+                next_attempt_at=scheduled_at or lease_until,
                 nonce=uuid4().hex,
                 attempt_by=ATTEMPT_BY_DISPATCHER,
                 reply_to=None if reply is None else reply.id,
                 quote=quote_of(reply),
                 category=terms.category.value,
                 consent_override=terms.consent_override,
-                scheduled_at=terms.scheduled_at,
+                scheduled_at=scheduled_at,
             )
             if fallback is not None:
                 message.request_fallback(
-                    fallback.channel, now + timedelta(seconds=fallback.after_seconds), fallback.text
+                    fallback.channel,
+                    (scheduled_at or now) + timedelta(seconds=fallback.after_seconds),
+                    fallback.text,
                 )
             entry = _Prepared(index, message, content)
             first_of[message_id] = entry
@@ -260,7 +266,8 @@ class Acceptor:
             # recorded the message (a replay writes nothing down). The dispatcher waits a
             # moment for a payload it does not find yet.
             for entry in created:
-                service.payloads.put(entry.message.id, entry.content, now + service.payload_window)
+                until = (entry.message.scheduled_at or now) + service.payload_window
+                service.payloads.put(entry.message.id, entry.content, until)
         for entry in prepared:
             if entry.same_as is not None:
                 original = outcomes[entry.same_as]
@@ -274,6 +281,9 @@ class Acceptor:
                 )
         if created:
             service.wake_dispatcher()
+            for entry in created:
+                if entry.message.scheduled_at is not None:
+                    service.wake_ups.expect(entry.message.scheduled_at)
             # One line per message for a single send, as send() logs; one per batch
             # otherwise (a thousand lines per request would cost more than the request).
             each = log.info if len(items) == 1 else log.debug

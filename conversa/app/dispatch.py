@@ -322,6 +322,7 @@ class Dispatcher:
         if (
             message.attempt_by == ATTEMPT_BY_DISPATCHER
             and message.version == 1
+            and message.scheduled_at is None  # the drain leaves scheduled ones to this scan
             and self._drain_runs()
         ):
             # Queued for the drain, which is behind by more than the lease (a large

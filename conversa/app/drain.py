@@ -221,6 +221,8 @@ class Drain:
             event = app.mapper.to_domain_event(notification)
             if not isinstance(event, Message.Queued) or event.attempt_by != ATTEMPT_BY_DISPATCHER:
                 continue  # a synchronous send: its request makes the attempt
+            if event.scheduled_at is not None:
+                continue  # scheduled: the due scan claims it when its time comes
             message = event.mutate(None)
             assert isinstance(message, Message)
             lane = self._pending.setdefault(message.driver, deque())

@@ -163,7 +163,7 @@ class FallbackRunner:
         if (
             message.fallback is None
             or message.fallback_message_id is not None
-            or message.status in (Status.DELIVERED, Status.READ)
+            or message.status in (Status.DELIVERED, Status.READ, Status.CANCELLED)
         ):
             self._pending.pop(message_id, None)
             return False

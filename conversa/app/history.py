@@ -23,6 +23,10 @@ def describe(event: Message.Event) -> dict[str, Any]:
     if isinstance(event, Message.Queued):
         entry.update(channel=event.channel, to=event.to.e164, driver=event.driver)
         entry["from"] = event.sender
+        entry.update(
+            category=event.category,
+            scheduled_at=None if event.scheduled_at is None else rfc3339(event.scheduled_at),
+        )
     elif isinstance(event, Message.AttemptStarted):
         entry.update(attempt=event.attempt, lease_until=rfc3339(event.lease_until))
         _driver(entry, event.driver)

@@ -56,6 +56,10 @@ class MessageRow:
     media: list[dict[str, Any]] | None = None
     #: The inbound message an outbound one answers.
     reply_to: UUID | None = None
+    #: An outbound message's category (None for an inbound one), and when its first
+    #: attempt is due when it was scheduled (``send_at``, quiet hours).
+    category: str | None = None
+    scheduled_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,7 @@ EVENT_KINDS: dict[type, str] = {
     Message.Delivered: "delivered",
     Message.Read: "read",
     Message.Failed: "failed",
+    Message.Cancelled: "cancelled",
 }
 
 
@@ -183,11 +188,13 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
         updated_at, version = first.timestamp, first.version
         next_attempt_at = fields["next_attempt_at"]
         reply_to = fields["reply_to"]
+        category, scheduled_at = fields.get("category"), fields.get("scheduled_at")
         conversation_id: UUID | None = conversation_id_for(channel, business_number(sender), to)
     else:
         if row.direction == INBOUND:
             return _fold_received_more(row, facts)
         reply_to, conversation_id = row.reply_to, row.conversation_id
+        category, scheduled_at = row.category, row.scheduled_at
         message_id, created_at = row.id, row.created_at
         channel, to, sender, driver = row.channel, row.to, row.sender, row.driver
         body, template, idempotency_key, meta = (
@@ -234,6 +241,8 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
             attempts += fields["source"] == "driver"
             error_code, error_message = fields["code"], fields["message"]
             status = _MERGE[status, Status(fields["status"]).value]
+        elif kind == "cancelled":
+            status = _MERGE[status, "cancelled"]
         if status != _QUEUED:
             next_attempt_at = None
     return MessageRow(
@@ -257,6 +266,8 @@ def fold_facts(row: MessageRow | None, events: Iterable[EventFacts]) -> MessageR
         next_attempt_at=next_attempt_at,
         conversation_id=conversation_id,
         reply_to=reply_to,
+        category=category,
+        scheduled_at=scheduled_at,
     )
 
 
@@ -387,6 +398,11 @@ class MessagesView(TrackingRecorder):
     @abstractmethod
     def due(self, now: datetime, limit: int) -> list[UUID]:
         """Messages whose next attempt is due, earliest first (served by an index)."""
+
+    @abstractmethod
+    def next_due(self, now: datetime) -> datetime | None:
+        """The earliest next attempt due after ``now`` (a scheduled send, a retry, a
+        lease's end), served by the due index; None when there is none."""
 
     @abstractmethod
     def get(self, message_id: UUID) -> MessageRow | None: ...

@@ -147,6 +147,8 @@ class MessageState:
             conversation_id=row.conversation_id,
             reply_to=row.reply_to,
             media=row.media,
+            category=row.category,
+            scheduled_at=row.scheduled_at,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -63,6 +63,7 @@ from conversa.app.reporting import Reporter
 from conversa.app.reports import ReportOutcome, StatusReport
 from conversa.app.results import MessageState, SendResult, rfc3339
 from conversa.app.retry import RetryPolicy
+from conversa.app.scheduling import Scheduler, WakeUps, cancel_message
 from conversa.app.send_options import (
     TERMS_OPTIONS,
     SendingTerms,
@@ -79,8 +80,14 @@ from conversa.domain.channel import Channel
 from conversa.domain.content import Body, Content, Template, parse_content
 from conversa.domain.errors import IdempotencyKeyMismatch, InvalidRequest, OutsideServiceWindow
 from conversa.domain.inbound import InboundMessage
-from conversa.domain.message import ATTEMPT_BY_REQUEST, Message, message_id_for
+from conversa.domain.message import (
+    ATTEMPT_BY_DISPATCHER,
+    ATTEMPT_BY_REQUEST,
+    Message,
+    message_id_for,
+)
 from conversa.domain.phone import PhoneNumber
+from conversa.domain.quiet_hours import QuietHours
 from conversa.domain.status import Status
 from conversa.domain.text import UNSTORABLE, is_storable
 from conversa.events import EVENT_TYPES, LifecycleEvent
@@ -202,6 +209,12 @@ class ConversaService:
         self.dispatcher.consent_decisions = self.consent.decide_many
         self.dispatcher.provider_signal = self.consent.provider_signal
         self.reporter.provider_signal = self.consent.provider_signal
+        #: When first attempts wait: send_at, and quiet hours for marketing.
+        self.scheduler = Scheduler(
+            QuietHours.parse(settings.quiet_hours) if settings.quiet_hours else None
+        )
+        #: Wakes the worker's dispatcher for the next scheduled attempt.
+        self.wake_ups = WakeUps(view, self.clock)
 
     @classmethod
     def from_env(
@@ -257,6 +270,9 @@ class ConversaService:
         fallback = self._fallback(options, parsed_channel, message_id, recipient, content)
         now = self.clock()
         terms = SendingTerms.of(options, now)
+        scheduled_at = self.scheduler.scheduled_at(
+            terms.category, recipient, terms.scheduled_at, now
+        )
         nonce = uuid4().hex  # tells this request's own write from another's
         message = Message(
             id=message_id,
@@ -270,9 +286,10 @@ class ConversaService:
             fingerprint=_fingerprint(parsed_channel, recipient, content, options, store_body),
             # The first attempt happens right below; if this process dies before its
             # outcome is recorded, a dispatcher takes the message over once this passes.
-            next_attempt_at=now + self.lease,
+            # A scheduled one: a dispatcher's, then (see app/scheduling.py).
+            next_attempt_at=scheduled_at or now + self.lease,
             nonce=nonce,
-            attempt_by=ATTEMPT_BY_REQUEST,
+            attempt_by=ATTEMPT_BY_REQUEST if scheduled_at is None else ATTEMPT_BY_DISPATCHER,
             reply_to=None if reply is None else reply.id,
             # Meta quotes the message it answers; the id means nothing to other providers.
             quote=reply.provider_message_id
@@ -280,11 +297,12 @@ class ConversaService:
             else None,
             category=terms.category.value,
             consent_override=terms.consent_override,
-            scheduled_at=terms.scheduled_at,
+            scheduled_at=scheduled_at,
         )
+        start = scheduled_at or now
         if fallback is not None:
             message.request_fallback(
-                fallback.channel, now + timedelta(seconds=fallback.after_seconds), fallback.text
+                fallback.channel, start + timedelta(seconds=fallback.after_seconds), fallback.text
             )
         if fallback_of is not None:
             message.mark_fallback_of(fallback_of)
@@ -333,7 +351,7 @@ class ConversaService:
             # Only the request that recorded the message keeps its content, for the retries:
             # a replay (or the loser of a race on one key) writes nothing down. No dispatcher
             # takes the message before its lease ends, long after this.
-            self.payloads.put(message_id, content, now + self.payload_window)
+            self.payloads.put(message_id, content, start + self.payload_window)
         if log.isEnabledFor(logging.INFO):  # masking the number costs; skip it when unlogged
             log.info(
                 "queued message_id=%s channel=%s to=%s driver=%s",
@@ -342,12 +360,29 @@ class ConversaService:
                 recipient.masked(),
                 driver.name,
             )
+        if message.scheduled_at is not None:
+            return self._scheduled(message)
         return SendResult.of(self.dispatcher.attempt(message, content), replayed=False)
 
     def consent_decision(self, message: Message) -> Decision | None:
         """Whether ``message`` may be sent as its recipient's consent stands (None: the
         check is overridden for it)."""
         return self.consent.decide_for(message)
+
+    def _scheduled(self, message: Message) -> SendResult:
+        """A scheduled message is answered as recorded: a dispatcher attempts it then."""
+        assert message.scheduled_at is not None
+        log.info("message_id=%s scheduled for %s", message.id, rfc3339(message.scheduled_at))
+        self.wake_ups.expect(message.scheduled_at)
+        return SendResult.of(message, replayed=False)
+
+    def cancel(self, message_id: UUID | str) -> MessageState:
+        """Cancel a message no attempt has started for (a scheduled one, or one queued for
+        the dispatcher and not yet claimed): it is never sent. Cancelling it again answers
+        the cancelled message. Raises ``MessageNotFound``, and ``AlreadyAttempted`` once an
+        attempt has started."""
+        message = cancel_message(self.app, self.writer, _as_uuid(message_id))
+        return MessageState.of(message)
 
     def _reply_to(self, raw: object) -> InboundMessage | None:
         if raw is None:

@@ -10,6 +10,8 @@ from typing import Any, Literal, cast
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from conversa.domain.quiet_hours import InvalidQuietHours, QuietHours
+
 PREFIX = "CONVERSA_"
 #: Seconds an operation keeps trying to reach the database before answering 503.
 DEFAULT_DB_TIMEOUT = 5.0
@@ -80,6 +82,8 @@ class Settings(BaseSettings):
     #: How long a status report for a provider id no send has claimed waits for that send.
     parked_report_hours: float = Field(default=24.0, gt=0, le=24 * 365)
     redact_provider_response: bool = True
+    #: Local time when ``marketing`` sends wait, like ``21:00-08:00`` (unset: none).
+    quiet_hours: str | None = None
     webhook_base_url: str | None = None
     rate_limit: str = "120/minute"
     rate_limit_storage: str = "memory://"
@@ -225,6 +229,16 @@ class Settings(BaseSettings):
             msg = "must be memory:// or a shared storage URI such as redis://host:6379"
             raise ValueError(msg)
         return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(QuietHours.parse(value))
+        except InvalidQuietHours as error:
+            raise ValueError(str(error)) from None
 
     def max_per_second(self) -> dict[str, float | None]:
         """Each driver's pace, by driver name."""

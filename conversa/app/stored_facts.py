@@ -101,7 +101,7 @@ class StoredFactsReader:
             if data.get("class_version", 1) != class_version:
                 raise _Fallback
             timestamp = _datetime(data["timestamp"])
-            if kind in ("delivered", "read"):
+            if kind in ("delivered", "read", "cancelled"):
                 fields: dict[str, Any] = _NO_FIELDS
             elif kind == "sent":
                 fields = {
@@ -135,6 +135,9 @@ class StoredFactsReader:
         fields["reply_to"] = None if reply_to is None else UUID(_typed(reply_to, "uuid_hex"))
         at = data["next_attempt_at"]
         fields["next_attempt_at"] = None if at is None else _datetime(at)
+        fields["category"] = _text(data["category"])
+        scheduled = data["scheduled_at"]
+        fields["scheduled_at"] = None if scheduled is None else _datetime(scheduled)
         meta = data["meta"]
         fields["meta"] = self._revive(meta) if meta else meta
         content = data["content"]

@@ -5,8 +5,10 @@
   process goes away.
 - Each lifecycle subscriber follows the lifecycle feed, one process at a time per
   subscriber (a lock of its own), so that it sees events in order.
-- The dispatcher makes the attempts that are due: retries after transient errors, and
-  sends that a crash left unfinished. Every worker dispatches; each attempt is claimed in
+- The dispatcher makes the attempts that are due: retries after transient errors,
+  scheduled sends (``send_at``, quiet hours) when their time comes, and sends that a crash
+  left unfinished. Between scans it sleeps until the next scheduled attempt at the latest
+  (:mod:`conversa.app.scheduling`). Every worker dispatches; each attempt is claimed in
   the event store first, so no two workers make the same one.
 - The drain (:mod:`conversa.app.drain`) sends the messages queued for the dispatcher
   (asynchronous and batch sends) as soon as they are committed: one process at a time
@@ -174,7 +176,8 @@ class Worker:
                 stop.wait(ERROR_BACKOFF * 5)
                 continue
             if made == 0:
-                stop.wait(self.dispatch_interval)
+                # At most the scan interval; until the next scheduled attempt, if sooner.
+                self.service.wake_ups.wait(stop, self.dispatch_interval)
 
 
 class WhileHeld:

@@ -202,6 +202,10 @@ class Message(Aggregate):
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["driver"] = None  # recorded before events named their driver
 
+    class Cancelled(Aggregate.Event):
+        """The message will not be sent: cancelled before any attempt started (a
+        scheduled send, or one queued for the dispatcher and not claimed yet)."""
+
     @event(Queued)
     def __init__(
         self,
@@ -314,6 +318,28 @@ class Message(Aggregate):
     def mark_fallback_of(self, original_id: UUID) -> None:
         self._fallback_of(original_id)
 
+    @property
+    def cancellable(self) -> bool:
+        """Whether no attempt has started, nor will without a dispatcher's claim: the
+        message is still as it was recorded, and its first attempt is a dispatcher's (a
+        synchronous send's request makes its own at once, without a claim)."""
+        return (
+            self.status is Status.QUEUED
+            and self.version == self.recorded_version
+            and (self.attempt_by == ATTEMPT_BY_DISPATCHER or self.scheduled_at is not None)
+        )
+
+    def cancel(self) -> bool:
+        """Cancel the message if :attr:`cancellable`; False when it is cancelled
+        already. Saving it is what settles a race with a claim: both are recorded at
+        the same version, and the event store takes only the first."""
+        if self.status is Status.CANCELLED:
+            return False
+        if not self.cancellable:
+            raise ValueError(f"message {self.id} has been attempted: it cannot be cancelled")
+        self._cancelled()
+        return True
+
     def is_due(self, now: datetime) -> bool:
         """Whether a dispatcher should make the next attempt now."""
         return (
@@ -341,8 +367,8 @@ class Message(Aggregate):
         the first attempt is otherwise made without a claim, by that request alone."""
         if self.nonce is None or self.nonce != nonce or self.version != self.recorded_version:
             return False
-        if self.status is not Status.QUEUED:
-            return False
+        if self.status is not Status.QUEUED or self.scheduled_at is not None:
+            return False  # a scheduled one waits for the due scan, whoever recorded it
         self._attempt_started(self.attempts + 1, lease_until, driver)
         return True
 
@@ -352,6 +378,8 @@ class Message(Aggregate):
         else happened to it: a concurrent claim of the same version fails in the store."""
         if self.attempt_by != ATTEMPT_BY_DISPATCHER or self.version != self.recorded_version:
             return False
+        if self.scheduled_at is not None:
+            return False  # claimed by the due scan, once its time comes (claim_attempt)
         if self.status is not Status.QUEUED:
             return False
         self._attempt_started(self.attempts + 1, lease_until, driver)
@@ -481,6 +509,11 @@ class Message(Aggregate):
     def _fallback_of(self, original_id: UUID) -> None:
         self.fallback_of = original_id
         self.recorded_version += 1  # only ever recorded with the Queued
+
+    @event(Cancelled)
+    def _cancelled(self) -> None:
+        self.next_attempt_at = None
+        self.status = self.status.merge(Status.CANCELLED)
 
     @event(Delivered)
     def _delivered(self, source: str) -> None:  # noqa: ARG002 - recorded in the event

@@ -20,6 +20,7 @@ from conversa.adapters import logs
 from conversa.adapters.console.mount import console_routes
 from conversa.adapters.http.auth import Authenticator
 from conversa.adapters.http.batch import send_batch
+from conversa.adapters.http.cancel import cancel_message
 from conversa.adapters.http.conversations import list_conversations, show_conversation
 from conversa.adapters.http.errors import EXCEPTION_HANDLERS
 from conversa.adapters.http.events import server_is_stopping, stream_events
@@ -100,6 +101,7 @@ def create_app(
             Route("/conversa/messages/batch", send_batch, methods=["POST"]),
             Route("/conversa/messages", list_messages, methods=["GET"]),
             Route("/conversa/messages/{message_id}", show_message, methods=["GET"]),
+            Route("/conversa/messages/{message_id}/cancel", cancel_message, methods=["POST"]),
             Route("/conversa/conversations", list_conversations, methods=["GET"]),
             Route("/conversa/conversations/{conversation_id}", show_conversation, methods=["GET"]),
             Route("/conversa/messages/{message_id}/media/{n}", message_media, methods=["GET"]),

@@ -335,7 +335,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "type": {
                 "type": "string",
-                "description": "queued, sent, delivered, read, failed, retried, ...",
+                "description": "queued (with category and scheduled_at), attempt_started, "
+                "retried, sent, delivered, read, failed, cancelled, ...",
             },
             "occurred_at": {"type": "string", "format": "date-time"},
             "version": {"type": "integer", "minimum": 1},
@@ -585,6 +586,35 @@ PATHS: dict[str, Any] = {
                 "200": _json(_ref("MessageWithEvents"), "The message and its events"),
                 "401": UNAUTHORIZED,
                 "404": _error("No such message"),
+                "422": _error("A query parameter this endpoint does not take"),
+                "429": RATE_LIMITED,
+                "503": DATABASE_UNAVAILABLE,
+            },
+        }
+    },
+    "/conversa/messages/{message_id}/cancel": {
+        "post": {
+            "operationId": "cancelMessage",
+            "summary": "Cancel a message no attempt has started for: it is never sent",
+            "description": "A scheduled message (send_at, or deferred by quiet hours) or one "
+            "queued for the dispatcher and not yet claimed is recorded cancelled (a final "
+            "status). Cancelling it again answers the cancelled message. Once an attempt has "
+            "started (or for a synchronous send, attempted by its request at once): 409 "
+            "already_attempted.",
+            "security": [{"bearerAuth": []}],
+            "parameters": [
+                {
+                    "name": "message_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": _json(_ref("Message"), "The cancelled message"),
+                "401": UNAUTHORIZED,
+                "404": _error("No such outbound message"),
+                "409": _error("already_attempted: an attempt to send it has started"),
                 "422": _error("A query parameter this endpoint does not take"),
                 "429": RATE_LIMITED,
                 "503": DATABASE_UNAVAILABLE,

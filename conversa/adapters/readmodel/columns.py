@@ -33,6 +33,8 @@ COLUMNS = (
     "conversation_id",
     "media",
     "reply_to",
+    "category",
+    "scheduled_at",
 )
 
 # Every filter of GET /conversa/messages is served by an index ending in the sort order.
@@ -118,6 +120,8 @@ def row_params(row: MessageRow) -> dict[str, Any]:
         "conversation_id": row.conversation_id,
         "media": row.media,
         "reply_to": row.reply_to,
+        "category": row.category,
+        "scheduled_at": row.scheduled_at,
     }
 
 
@@ -146,6 +150,8 @@ def row_from_record(record: Any) -> MessageRow:
         conversation_id=_uuid(record["conversation_id"]),
         media=record["media"],
         reply_to=_uuid(record["reply_to"]),
+        category=record["category"],
+        scheduled_at=record["scheduled_at"],
     )
 
 

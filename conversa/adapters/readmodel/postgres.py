@@ -96,6 +96,8 @@ TYPES = {
     "conversation_id": "uuid",
     "media": "jsonb",
     "reply_to": "uuid",
+    "category": "text",
+    "scheduled_at": "timestamptz",
 }
 NOT_NULL = {
     "id",
@@ -129,6 +131,8 @@ UPGRADES = (
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS conversation_id uuid",
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS media jsonb",
     "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS reply_to uuid",
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS category text",
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS scheduled_at timestamptz",
 )
 CREATE_CONVERSATIONS = """CREATE TABLE {conversations} (
     id uuid PRIMARY KEY,
@@ -424,6 +428,17 @@ class PostgresMessagesView(PostgresTrackingRecorder, MessagesView):
             )
             return [record["id"] for record in curs.fetchall()]
 
+    def next_due(self, now: datetime) -> datetime | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL(
+                    "SELECT min(next_attempt_at) AS at FROM {table} WHERE next_attempt_at > %s"
+                ).format(table=self.table),
+                (now,),
+            )
+            record = curs.fetchone()
+        return None if record is None else record["at"]
+
     def get(self, message_id: UUID) -> MessageRow | None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(
@@ -639,6 +654,8 @@ def _copy_values(row: MessageRow) -> tuple[Any, ...]:
         row.conversation_id,
         row.media,
         row.reply_to,
+        row.category,
+        row.scheduled_at,
     )
 
 

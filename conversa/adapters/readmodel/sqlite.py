@@ -80,7 +80,9 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     direction TEXT NOT NULL DEFAULT 'outbound',
     conversation_id TEXT,
     media TEXT,
-    reply_to TEXT
+    reply_to TEXT,
+    category TEXT,
+    scheduled_at TEXT
 )
 """
 #: Columns added since the table was first made, and their definitions.
@@ -90,6 +92,8 @@ ADDED_COLUMNS = {
     "conversation_id": "TEXT",
     "media": "TEXT",
     "reply_to": "TEXT",
+    "category": "TEXT",
+    "scheduled_at": "TEXT",
 }
 CREATE_CONVERSATIONS = f"""
 CREATE TABLE IF NOT EXISTS {CONVERSATIONS} (
@@ -285,6 +289,15 @@ class SQLiteMessagesView(SQLiteTrackingRecorder, MessagesView):
             )
             return [UUID(record[0]) for record in curs.fetchall()]
 
+    def next_due(self, now: datetime) -> datetime | None:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                f"SELECT min(next_attempt_at) FROM {TABLE} WHERE next_attempt_at > ?",
+                (_timestamp(now),),
+            )
+            record = curs.fetchone()
+        return None if record is None or record[0] is None else datetime.fromisoformat(record[0])
+
     def get(self, message_id: UUID) -> MessageRow | None:
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(f"SELECT * FROM {TABLE} WHERE id = ?", (str(message_id),))
@@ -419,6 +432,7 @@ def _params(row: MessageRow) -> dict[str, Any]:
     params["conversation_id"] = None if row.conversation_id is None else str(row.conversation_id)
     params["reply_to"] = None if row.reply_to is None else str(row.reply_to)
     params["media"] = None if row.media is None else orjson.dumps(row.media).decode()
+    params["scheduled_at"] = None if row.scheduled_at is None else _timestamp(row.scheduled_at)
     return params
 
 
@@ -436,6 +450,8 @@ def _row(record: Any) -> MessageRow:
     if values["next_attempt_at"] is not None:
         values["next_attempt_at"] = datetime.fromisoformat(values["next_attempt_at"])
     values["media"] = None if values["media"] is None else json.loads(values["media"])
+    if values["scheduled_at"] is not None:
+        values["scheduled_at"] = datetime.fromisoformat(values["scheduled_at"])
     return row_from_record(values)
 
 

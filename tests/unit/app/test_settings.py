@@ -78,6 +78,8 @@ def test_empty_values_fall_back_to_defaults() -> None:
         ("CONVERSA_RATE_LIMIT", "lots"),
         ("CONVERSA_PARKED_REPORT_HOURS", "0"),
         ("CONVERSA_PARKED_REPORT_HOURS", "soon"),
+        ("CONVERSA_QUIET_HOURS", "9pm-8am"),
+        ("CONVERSA_QUIET_HOURS", "21:00-21:00"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(variable: str, value: str) -> None:

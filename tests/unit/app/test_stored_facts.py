@@ -18,7 +18,7 @@ from conversa.domain.content import Body, Template
 from conversa.domain.message import Message
 from conversa.domain.provider_message import ProviderMessage, provider_message_id_for
 from conversa.domain.status import Status
-from tests.support import queued_message
+from tests.support import queued_message, scheduled_message
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -50,7 +50,9 @@ def every_kind_of_event() -> list[Message]:
     lookalike = queued_message(
         key="l", meta={"when": {"_type_": "datetime_iso", "_data_": NOW.isoformat()}}
     )
-    return [body, template, hidden, lookalike]
+    scheduled = scheduled_message(NOW + timedelta(hours=9))
+    scheduled.cancel()
+    return [body, template, hidden, lookalike, scheduled]
 
 
 def stored(app: ConversaApp, message: Message) -> list[StoredEvent]:
@@ -92,6 +94,8 @@ def needed(facts: EventFacts) -> set[str]:
             "meta",
             "idempotency_key",
             "next_attempt_at",
+            "category",
+            "scheduled_at",
         },
         "retried": {"code", "message", "next_attempt_at"},
         "attempt_started": {"lease_until"},
