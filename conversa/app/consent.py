@@ -29,6 +29,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from conversa.app.application import ConversaApp
+from conversa.app.known_recipients import KnownRecipients
 from conversa.app.results import rfc3339
 from conversa.app.unchanged import Unchanged
 from conversa.app.writer import Writer
@@ -96,6 +97,13 @@ def overridden(message: Message) -> bool:
     """Sent with ``"consent": "ignore"`` (a token allowed to override, or Conversa's own
     confirmation reply to an opt-out keyword)."""
     return message.consent_override
+
+
+def _decision(recipient: Recipient | None, number: str, message: Message) -> Decision:
+    if recipient is None:
+        return Decision(False, Unchanged(recipient_id_for(number), 0))
+    blocked = recipient.blocks(message.channel.value, category_of(message))
+    return Decision(blocked, Unchanged(recipient.id, recipient.version))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,7 @@ class ConsentLedger:
     def __init__(self, app: ConversaApp, writer: Writer) -> None:
         self.app = app
         self.writer = writer
+        self.known = KnownRecipients()
 
     # Reading
 
@@ -208,10 +217,24 @@ class ConsentLedger:
         )
 
     def decide_for(self, message: Message) -> Decision | None:
-        """:meth:`decide` for ``message`` (None when its check is overridden)."""
+        """:meth:`decide` for ``message`` (None when its check is overridden), on a fresh
+        read of the recipient, which is also kept for :meth:`assume_for`."""
         if overridden(message):
             return None
-        return self.decide(message.channel.value, message.to.e164, category_of(message))
+        number = message.to.e164
+        recipient = self.load(number)
+        self.known.remember(number, recipient)
+        return _decision(recipient, number, message)
+
+    def assume_for(self, message: Message) -> Decision | None:
+        """:meth:`decide_for` without a read: on the recipient as this process last read
+        it, or, for a number it never read, on an empty ledger. The save's condition
+        makes the store refuse it (``StaleRead``) when that is not the recipient at
+        commit; decide again with :meth:`decide_for` then (see known_recipients.py)."""
+        if overridden(message):
+            return None
+        number = message.to.e164
+        return _decision(self.known.get(number), number, message)
 
     def provider_signal(self, message: Message, error_code: str | None) -> list[Aggregate]:
         """The recipient, opted out, when a provider's error on ``message`` says it opted
@@ -237,6 +260,7 @@ class ConsentLedger:
                 continue
             number = message.to.e164
             recipient = recipients.get(number)
+            self.known.remember(number, recipient)
             if recipient is None:
                 decisions.append(Decision(False, Unchanged(recipient_id_for(number), 0)))
             else:

@@ -307,8 +307,12 @@ class ConversaService:
         if fallback_of is not None:
             message.mark_fallback_of(fallback_of)
         # Consent first: an opted-out recipient's message is recorded failed, and the save
-        # holds only while the recipient is as read (see conversa/app/consent.py).
-        decision = self.consent_decision(message)
+        # holds only while the recipient is as read (see conversa/app/consent.py). The
+        # first decision assumes the recipient as last read, without a read; the store
+        # refuses the save if that is not the recipient at commit, and then it is read.
+        decision = (
+            self.consent.assume_for(message) if decisions == 0 else self.consent_decision(message)
+        )
         if decision is not None and decision.blocked:
             refuse_for_consent(message)
         try:

@@ -136,6 +136,16 @@ def save_event_groups(app: ConversaApp, events: Sequence[_EventGroup]) -> Result
     """:func:`save_groups` for events already taken off their aggregates."""
     try:
         _save(app, events)
+    except StaleRead as error:
+        if len(events) == 1:
+            return [error]
+        # A send's assumption about a recipient was out of date (see known_recipients.py):
+        # refuse the groups whose conditions no longer hold, found with one read, and
+        # save the others together, rather than every group in a transaction of its own.
+        stale = _stale_groups(app, events)
+        if stale:
+            rest = iter(save_event_groups(app, [g for i, g in enumerate(events) if i not in stale]))
+            return [StaleRead() if i in stale else next(rest) for i in range(len(events))]
     except IntegrityError as error:
         if len(events) == 1:
             return [error]
@@ -150,6 +160,24 @@ def save_event_groups(app: ConversaApp, events: Sequence[_EventGroup]) -> Result
         else:
             results.append(None)
     return results
+
+
+def _stale_groups(app: ConversaApp, groups: Sequence[_EventGroup]) -> set[int]:
+    """The groups with a condition that does not hold now (empty when the recorder cannot
+    tell in one read, or none is found: the caller then saves group by group)."""
+    select = getattr(app.recorder, "select_events_of", None)
+    ids = {condition.originator_id for _, each in groups for condition in each}
+    if select is None or not ids:
+        return set()
+    latest: dict[UUID, int] = {}
+    for stored in select(list(ids)):
+        originator = UUID(str(stored.originator_id))
+        latest[originator] = max(latest.get(originator, 0), stored.originator_version)
+    return {
+        index
+        for index, (_, each) in enumerate(groups)
+        if any(latest.get(c.originator_id, 0) != c.version for c in each)
+    }
 
 
 class _Request:

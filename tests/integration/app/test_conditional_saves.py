@@ -84,3 +84,30 @@ def test_a_condition_on_what_the_same_commit_changes_is_decided_after_the_change
     assert stored(service, recipient.id) == 2
     assert stored(service, message.id) == 0
     writer.close()
+
+
+def test_a_stale_group_costs_one_more_transaction_not_one_per_group(
+    service: ConversaService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sends assume the recipient as last read (known_recipients.py), so a stale condition
+    in a group commit is common enough that splitting the whole commit into one
+    transaction per group would cost: the stale groups are found with one read, and the
+    others saved together."""
+    recipient = Recipient.register(NUMBER)
+    DirectWriter(service.app).save(recipient)
+    inserts: list[int] = []
+    insert = service.app.recorder.insert_events
+
+    def counted(stored_events: object, **kwargs: object) -> object:
+        inserts.append(len(stored_events))  # type: ignore[arg-type]
+        return insert(stored_events, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service.app.recorder, "insert_events", counted)
+    messages = [queued_message() for _ in range(20)]
+    conditions = [[Unchanged(recipient.id, 1)] for _ in messages]
+    conditions[7] = [Unchanged(recipient.id, 0)]  # assumed the number had no ledger
+    results = DirectWriter(service.app).save_each([[m] for m in messages], conditions)
+    assert [i for i, r in enumerate(results) if r is not None] == [7]
+    assert isinstance(results[7], StaleRead)
+    assert inserts == [20, 19]  # the refused commit, then the 19 together
+    assert [stored(service, m.id) for m in messages] == [1] * 7 + [0] + [1] * 12
