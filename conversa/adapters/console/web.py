@@ -172,3 +172,12 @@ def render(
         )
     )
     return HTMLResponse(html, status_code=status_code)
+
+
+def path_uuid(request: Request, name: str) -> UUID | None:
+    """The path parameter ``name`` as a UUID; None when it is not one (the page answers
+    404, as for an id that names nothing)."""
+    try:
+        return UUID(request.path_params[name])
+    except ValueError:
+        return None

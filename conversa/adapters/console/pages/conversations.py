@@ -18,7 +18,14 @@ from starlette.routing import Route
 
 from conversa.adapters.console.filters import CHANNELS
 from conversa.adapters.console.state import PREFIX
-from conversa.adapters.console.web import Operator, form_of, render, service_of, signed_in
+from conversa.adapters.console.web import (
+    Operator,
+    form_of,
+    path_uuid,
+    render,
+    service_of,
+    signed_in,
+)
 from conversa.app.conversations import ConversationQuery, ConversationRow
 from conversa.app.messages import ConversationNotFound
 from conversa.app.projection import MessageRow
@@ -107,7 +114,7 @@ async def parts(request: Request, operator: Operator) -> Response:
 
 @signed_in
 async def reply(request: Request, operator: Operator) -> Response:
-    conversation_id = _uuid(request.path_params["conversation_id"])
+    conversation_id = path_uuid(request, "conversation_id")
     form = await form_of(request)
     body = form.get("body", "")
     key = form.get("idempotency_key") or secrets.token_urlsafe(16)
@@ -180,7 +187,7 @@ async def _thread_page(
     key: str | None = None,
     template: str = "conversation.html",
 ) -> Response:
-    conversation_id = _uuid(request.path_params["conversation_id"])
+    conversation_id = path_uuid(request, "conversation_id")
     raw_page = request.query_params.get("page", "")
     page = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) <= 100_000 else None
     found = None
@@ -231,13 +238,6 @@ def _digits(raw: str) -> str:
     if text.startswith("00"):
         return "+" + text[2:]
     return text if text.startswith("+") else "+" + text
-
-
-def _uuid(raw: str) -> UUID | None:
-    try:
-        return UUID(raw)
-    except ValueError:
-        return None
 
 
 ROUTES = [

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from conversa.adapters.console.state import PREFIX
 from conversa.adapters.console.timeline import Entry, timeline
-from conversa.adapters.console.web import Operator, render, service_of, signed_in
+from conversa.adapters.console.web import Operator, path_uuid, render, service_of, signed_in
 from conversa.app.messages import MessageNotFound
 from conversa.app.results import MessageState
 from conversa.app.service import ConversaService
@@ -52,7 +52,7 @@ async def parts(request: Request, operator: Operator) -> Response:
 async def _page(
     request: Request, operator: Operator, *, revealed: bool, template: str = "message.html"
 ) -> Response:
-    message_id = _uuid(request.path_params["message_id"])
+    message_id = path_uuid(request, "message_id")
     detail = None
     if message_id is not None:
         detail = await run_in_threadpool(load_detail, service_of(request), message_id)
@@ -90,13 +90,6 @@ def load_detail(service: ConversaService, message_id: UUID) -> Detail | None:
         if isinstance(aggregate, Message) and aggregate.provider_response is not None:
             response = json.dumps(aggregate.provider_response, indent=2, sort_keys=True)
     return Detail(message=state, entries=timeline(events), provider_response=response)
-
-
-def _uuid(raw: str) -> UUID | None:
-    try:
-        return UUID(raw)
-    except ValueError:
-        return None
 
 
 ROUTES = [
