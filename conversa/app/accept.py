@@ -234,8 +234,16 @@ class Acceptor:
         stale: list[_Prepared] = []
         for start in range(0, len(originals), CHUNK):
             chunk = originals[start : start + CHUNK]
-            # Consent first, as for a synchronous send (see conversa/app/consent.py).
-            verdicts = service.consent.decide_many([p.message for p in chunk])
+            # Consent first, as for a synchronous send (see conversa/app/consent.py): the
+            # first time on the recipients as last read, without reading (the store
+            # refuses a wrong assumption); items refused for that are read and decided
+            # again below.
+            messages = [p.message for p in chunk]
+            verdicts = (
+                service.consent.assume_many(messages)
+                if decided == 0
+                else service.consent.decide_many(messages)
+            )
             conditions = [
                 refused_for_consent(verdict, p.message)
                 for verdict, p in zip(verdicts, chunk, strict=True)

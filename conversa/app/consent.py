@@ -250,6 +250,10 @@ class ConsentLedger:
             return []
         return [recipient]
 
+    def assume_many(self, messages: Sequence[Message]) -> list[Decision | None]:
+        """:meth:`assume_for` for many messages."""
+        return [self.assume_for(message) for message in messages]
+
     def decide_many(self, messages: Sequence[Message]) -> list[Decision | None]:
         """:meth:`decide_for` for many messages, their recipients read in bulk."""
         recipients = self.load_many(m.to.e164 for m in messages if not overridden(m))
