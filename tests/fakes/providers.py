@@ -225,6 +225,10 @@ class FakeProvider:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # keep-alive handler threads end when their connection does
+    # socketserver's default listen backlog is 5: dozens of clients connecting at once on a
+    # busy machine overflow it, and some connections are reset (ReadError), which no real
+    # provider's front end does.
+    request_queue_size = 256
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that hung up (a timeout in the test) is not an error worth printing."""
