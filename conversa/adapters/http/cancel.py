@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from conversa.adapters.http.errors import ApiError
+from conversa.adapters.http.messages import path_message_id
 from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.responses import JsonResponse
 from conversa.adapters.http.state import application_request
 from conversa.app.scheduling import AlreadyAttempted
-from conversa.app.service import MessageNotFound
 
 
 async def cancel_message(request: Request) -> JsonResponse:
@@ -20,11 +18,7 @@ async def cancel_message(request: Request) -> JsonResponse:
     once an attempt has started; 404 for an id that names no outbound message."""
     context = await application_request(request)
     refuse_unknown_parameters(request, ())
-    raw_id = request.path_params["message_id"]
-    try:
-        message_id = uuid.UUID(raw_id)
-    except ValueError:
-        raise MessageNotFound(raw_id) from None
+    message_id = path_message_id(request)
     try:
         state = await run_in_threadpool(context.service.cancel, message_id)
     except AlreadyAttempted as error:

@@ -3,13 +3,12 @@ provider through the provider's authenticated download, never stored."""
 
 from __future__ import annotations
 
-import uuid
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from conversa.adapters.http.errors import ApiError
+from conversa.adapters.http.messages import path_message_id
 from conversa.adapters.http.query import refuse_unknown_parameters
 from conversa.adapters.http.state import application_request
 from conversa.adapters.providers.media import MediaTooLarge, MediaUnavailable, open_media
@@ -19,14 +18,10 @@ from conversa.app.messages import MessageNotFound
 async def message_media(request: Request) -> Response:
     context = await application_request(request)
     refuse_unknown_parameters(request, ())
-    raw_id, raw_n = request.path_params["message_id"], request.path_params["n"]
-    try:
-        message_id = uuid.UUID(raw_id)
-    except ValueError:
-        raise MessageNotFound(raw_id) from None
+    message_id, raw_n = path_message_id(request), request.path_params["n"]
     inbound = await run_in_threadpool(context.service.get_inbound, message_id)
     if inbound is None:
-        raise MessageNotFound(raw_id)
+        raise MessageNotFound(message_id)
     if not (raw_n.isascii() and raw_n.isdigit()) or int(raw_n) >= len(inbound.media):
         raise ApiError(404, "not_found", f"the message has no attachment {raw_n}")
     settings = context.service.settings

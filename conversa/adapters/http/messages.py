@@ -97,6 +97,15 @@ def check_consent_permission(token: TokenInfo, documents: list[object]) -> None:
         )
 
 
+def path_message_id(request: Request) -> uuid.UUID:
+    """The ``{message_id}`` of the path; one that is not a UUID names no message (404)."""
+    raw_id = request.path_params["message_id"]
+    try:
+        return uuid.UUID(raw_id)
+    except ValueError:
+        raise MessageNotFound(raw_id) from None
+
+
 def valid_idempotency_key(key: str) -> bool:
     return len(key) <= MAX_IDEMPOTENCY_KEY and _VISIBLE_ASCII.match(key) is not None
 
@@ -154,11 +163,7 @@ async def list_messages(request: Request) -> JsonResponse:
 async def show_message(request: Request) -> JsonResponse:
     context = await application_request(request)
     refuse_unknown_parameters(request, ())
-    raw_id = request.path_params["message_id"]
-    try:
-        message_id = uuid.UUID(raw_id)
-    except ValueError:
-        raise MessageNotFound(raw_id) from None
+    message_id = path_message_id(request)
     state, events = await run_in_threadpool(context.service.message_history, message_id)
     return JsonResponse({**state.as_dict(), "events": events})
 

@@ -21,7 +21,15 @@ from conversa.domain.content import MAX_TEMPLATE_NAME, MAX_TEMPLATE_VARIABLES, M
 from conversa.domain.sending import Category
 from conversa.domain.status import Status
 
+
 #: The query parameters of every paged list.
+def _path(name: str) -> dict[str, Any]:
+    """A path parameter: any text (an id that is not one answers 404, as an unknown id)."""
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+MESSAGE_ID = _path("message_id")
+CONVERSATION_ID = _path("conversation_id")
 PAGING: list[dict[str, Any]] = [
     {
         "name": "page",
@@ -574,14 +582,7 @@ PATHS: dict[str, Any] = {
             "operationId": "showMessage",
             "summary": "One message and its whole history, oldest first",
             "security": [{"bearerAuth": []}],
-            "parameters": [
-                {
-                    "name": "message_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                }
-            ],
+            "parameters": [MESSAGE_ID],
             "responses": {
                 "200": _json(_ref("MessageWithEvents"), "The message and its events"),
                 "401": UNAUTHORIZED,
@@ -602,14 +603,7 @@ PATHS: dict[str, Any] = {
             "started (or for a synchronous send, attempted by its request at once): 409 "
             "already_attempted.",
             "security": [{"bearerAuth": []}],
-            "parameters": [
-                {
-                    "name": "message_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                }
-            ],
+            "parameters": [MESSAGE_ID],
             "responses": {
                 "200": _json(_ref("Message"), "The cancelled message"),
                 "401": UNAUTHORIZED,
@@ -630,13 +624,8 @@ PATHS: dict[str, Any] = {
             "and never stored; up to CONVERSA_MEDIA_MAX_BYTES.",
             "security": [{"bearerAuth": []}],
             "parameters": [
-                {
-                    "name": "message_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                },
-                {"name": "n", "in": "path", "required": True, "schema": {"type": "string"}},
+                MESSAGE_ID,
+                _path("n"),
             ],
             "responses": {
                 "200": {
@@ -685,12 +674,7 @@ PATHS: dict[str, Any] = {
             "summary": "A conversation and one page of its messages, both directions, oldest first",
             "security": [{"bearerAuth": []}],
             "parameters": [
-                {
-                    "name": "conversation_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                },
+                CONVERSATION_ID,
                 *PAGING,
             ],
             "responses": {
